@@ -1,0 +1,46 @@
+# Two commands do all the set-up: `make run` and `make test`. Both create or refresh .venv from the
+# pinned requirements first.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+# Tests never touch real checkpoints: an empty models dir means every model is a stand-in.
+TEST_ENV := VLSTEPS_STANDINS=1 VLSTEPS_MODELS_DIR=$(CURDIR)/build/test-models \
+            VLSTEPS_OUTPUTS_DIR=$(CURDIR)/build/test-outputs HF_HUB_OFFLINE=1 \
+            ANONYMIZED_TELEMETRY=False PYTHONHASHSEED=0
+
+.PHONY: run test venv standins lab readme clean notebooks
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+run: $(STAMP)
+	VLSTEPS_STANDINS=1 HF_HUB_OFFLINE=1 ANONYMIZED_TELEMETRY=False $(PY) -m vlsteps.runner --out build
+
+test: $(STAMP)
+	@start=$$(date +%s); \
+	$(TEST_ENV) $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider -q; \
+	status=$$?; echo "make test: total wall time $$(( $$(date +%s) - start )) s"; exit $$status
+
+standins: $(STAMP)
+	$(PY) -m vlsteps.standins --dest models/_standins
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks
+
+readme: $(STAMP)
+	$(PY) -m vlsteps.readme
+
+clean:
+	rm -rf build
+
+# Re-execute notebooks on stand-ins and keep only the outputs of NBVAL_CHECK_OUTPUT cells (commit these).
+notebooks: $(STAMP)
+	$(TEST_ENV) $(PY) -m vlsteps.runner --refresh $(NB)

@@ -1,0 +1,28 @@
+import torch
+
+from vlsteps import model_size_gb, param_count, pick_device, pick_dtype
+
+
+def test_cpu_runs_in_fp32():
+    assert pick_dtype("cpu") == torch.float32
+
+
+def test_gpu_without_bf16_gets_fp16(monkeypatch):
+    """A T4 has no bf16: the notebooks must choose fp16 there."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert pick_dtype("cuda") == torch.float16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert pick_dtype("cuda") == torch.bfloat16
+
+
+def test_device_is_one_that_torch_can_use():
+    device = pick_device()
+    assert device in ("cuda", "mps", "cpu")
+    torch.zeros(1, device=device)
+
+
+def test_model_size_counts_parameters_at_their_dtype():
+    layer = torch.nn.Linear(1000, 1000)
+    assert param_count(layer) == 1_001_000
+    assert abs(model_size_gb(layer) - 4.004e-3) < 1e-6
+    assert abs(model_size_gb(layer.half()) - 2.002e-3) < 1e-6

@@ -1,0 +1,74 @@
+"""What every notebook promises: it exists with its own Colab badge, is committed clean, and re-runs the same."""
+import nbformat
+import pytest
+
+from vlsteps import models, notebooks
+from vlsteps.runner import CHECK, IGNORE, first_line
+
+ALL = [nb for nb in notebooks.NOTEBOOKS]
+MAIN_KERNEL = [nb for nb in ALL if nb.kernel == "python3"]
+
+
+def read(nb):
+    return nbformat.read(models.REPO_ROOT / nb.path, as_version=4)
+
+
+@pytest.mark.parametrize("nb", ALL, ids=lambda nb: nb.name)
+def test_notebook_exists_with_its_own_colab_badge(nb):
+    first = read(nb).cells[0]
+    assert first.cell_type == "markdown"
+    assert nb.colab_url in first.source, f"{nb.path}: first cell must carry {nb.colab_badge}"
+
+
+@pytest.mark.parametrize("nb", ALL, ids=lambda nb: nb.name)
+def test_committed_without_outputs_except_check_cells(nb):
+    for i, cell in enumerate(read(nb).cells):
+        if cell.cell_type != "code":
+            continue
+        assert cell.execution_count is None, f"{nb.path} cell {i}: clear execution counts (make notebooks)"
+        if first_line(cell) == CHECK:
+            assert cell.outputs, f"{nb.path} cell {i}: NBVAL_CHECK_OUTPUT cell needs its output committed"
+        else:
+            assert not cell.outputs, f"{nb.path} cell {i}: commit without outputs (make notebooks)"
+
+
+@pytest.mark.parametrize("nb", ALL, ids=lambda nb: nb.name)
+def test_never_trusts_remote_code_or_pickles(nb):
+    source = "\n".join(cell.source for cell in read(nb).cells)
+    assert "trust_remote_code=True" not in source
+    assert "use_safetensors=False" not in source
+
+
+def _text_outputs(cell):
+    """What a reader reads: stdout and text/plain results (stderr carries timings and progress bars)."""
+    texts = []
+    for out in cell.outputs:
+        if out.output_type == "stream" and out.name == "stdout":
+            texts.append(out.text)
+        elif out.output_type in ("execute_result", "display_data") and "text/plain" in out.get("data", {}):
+            if "image/png" not in out.data:   # "<Figure size ...>" says nothing
+                texts.append(out.data["text/plain"])
+        elif out.output_type == "error":
+            texts.append(f"{out.ename}: {out.evalue}")
+    return "".join(texts)
+
+
+@pytest.mark.parametrize("nb", MAIN_KERNEL, ids=lambda nb: nb.name)
+def test_runs_twice_in_one_kernel_with_the_same_results(nb):
+    from nbclient import NotebookClient
+    path = models.REPO_ROOT / nb.path
+    book = nbformat.read(path, as_version=4)
+    client = NotebookClient(book, timeout=1800, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    runs = []
+    with client.setup_kernel():
+        for _ in range(2):
+            outputs = {}
+            for i, cell in enumerate(book.cells):
+                if cell.cell_type == "code":
+                    client.execute_cell(cell, i)
+                    if first_line(cell) != IGNORE:
+                        outputs[i] = _text_outputs(cell)
+            runs.append(outputs)
+    for i in runs[0]:
+        assert runs[1][i] == runs[0][i], f"{nb.path} cell {i} printed something else on the second run"

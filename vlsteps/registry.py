@@ -1,0 +1,80 @@
+"""The model registry: the single source of truth for every checkpoint the notebooks use.
+
+The README's model table, `scripts/download_models.sh` and the offline stand-in builder all read
+this list, so a checkpoint is described once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Weights as safetensors only; configs, tokenizers, processors and chat templates beside them.
+TRANSFORMERS_FILES = ("*.safetensors", "*.json", "*.txt", "*.model", "*.jinja")
+# Never fetched, even where a repo holds them (pickled or other-framework weights).
+IGNORED_FILES = ("*.bin", "*.bin.index.json", "*.pt", "*.pth", "*.ckpt", "*.h5", "*.msgpack",
+                 "*.ot", "*.onnx", "*.onnx_data", "*.pb", "tf_*", "flax_*", "onnx/*", "openvino/*")
+SDXL_FP16_FILES = (
+    "model_index.json", "scheduler/*.json", "tokenizer/*", "tokenizer_2/*",
+    "text_encoder/config.json", "text_encoder/model.fp16.safetensors",
+    "text_encoder_2/config.json", "text_encoder_2/model.fp16.safetensors",
+    "unet/config.json", "unet/diffusion_pytorch_model.fp16.safetensors",
+    "vae/config.json", "vae/diffusion_pytorch_model.fp16.safetensors",
+)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    key: str
+    repo_id: str
+    download_gb: float   # what download_models.sh fetches
+    gpu_gb: float        # approximate GPU memory at the notebook's dtype
+    ram_gb: float        # approximate CPU RAM to run it in fp32 (a laptop without a GPU)
+    dtype: str           # the notebook's dtype on a GPU
+    notebooks: tuple[str, ...]
+    family: str          # module of vlsteps.standins that builds its tiny stand-in
+    files: tuple[str, ...] = TRANSFORMERS_FILES
+    optional: bool = False  # not part of `download_models.sh all`
+    gated: bool = False
+
+    @property
+    def folder(self) -> str:
+        """Local folder name: the repo's own name, so real and stand-in folders match."""
+        return self.repo_id.split("/")[-1]
+
+    @property
+    def download_command(self) -> str:
+        return f"scripts/download_models.sh {self.key}"
+
+
+MODELS: dict[str, ModelSpec] = {m.key: m for m in [
+    ModelSpec("vit", "google/vit-base-patch16-224", 0.35, 0.5, 1.0, "float32", ("vit",), "vit"),
+    ModelSpec("clip", "openai/clip-vit-large-patch14", 1.7, 1.2, 3.0, "float16", ("clip", "blip"), "clip"),
+    ModelSpec("sdxl-turbo", "stabilityai/sdxl-turbo", 6.9, 8.0, 14.0, "float16", ("clip",), "sdxl",
+              files=SDXL_FP16_FILES),
+    ModelSpec("vilt", "dandelin/vilt-b32-finetuned-vqa", 0.47, 0.6, 1.2, "float32", ("vilt",), "vilt"),
+    ModelSpec("blip-caption", "Salesforce/blip-image-captioning-large", 1.9, 1.2, 2.5, "float16",
+              ("blip",), "blip"),
+    ModelSpec("blip-vqa", "Salesforce/blip-vqa-base", 1.5, 1.0, 2.0, "float16", ("blip",), "blip"),
+    ModelSpec("blip-itm", "Salesforce/blip-itm-large-coco", 1.8, 1.1, 2.4, "float16", ("blip",), "blip"),
+    ModelSpec("vit-gpt2", "nlpconnect/vit-gpt2-image-captioning", 0.98, 1.1, 1.5, "float32",
+              ("blip",), "vit_gpt2"),
+    ModelSpec("kosmos-2", "microsoft/kosmos-2-patch14-224", 6.7, 3.8, 8.0, "float16", ("blip",), "kosmos2"),
+    ModelSpec("blip2", "Salesforce/blip2-opt-2.7b", 15.5, 8.5, 17.0, "float16", ("blip2", "instructblip"),
+              "blip2"),
+    ModelSpec("instructblip", "Salesforce/instructblip-flan-t5-xl", 16.0, 9.0, 18.0, "bfloat16",
+              ("instructblip",), "blip2"),
+    ModelSpec("instructblip-vicuna", "Salesforce/instructblip-vicuna-7b", 31.8, 6.5, 34.0, "4-bit",
+              ("instructblip",), "blip2", optional=True),
+    ModelSpec("qwen-vl", "Qwen/Qwen2.5-VL-3B-Instruct", 7.5, 9.0, 16.0, "bfloat16", ("qwen_vl",), "qwen_vl"),
+]}
+
+
+def get(key: str) -> ModelSpec:
+    """Look a model up by key, naming the known keys when it is not one."""
+    try:
+        return MODELS[key]
+    except KeyError:
+        raise KeyError(f"Unknown model key {key!r}. Known keys: {', '.join(MODELS)}") from None
+
+
+def for_notebook(name: str) -> list[ModelSpec]:
+    return [m for m in MODELS.values() if name in m.notebooks]

@@ -1,0 +1,100 @@
+"""Execute the notebooks: `make run` (executed copies + HTML in build/) and `make notebooks` (refresh in place).
+
+    python -m vlsteps.runner --out build [NAME ...]
+    python -m vlsteps.runner --refresh [NAME ...]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+
+from . import models, notebooks
+
+CHECK = "# NBVAL_CHECK_OUTPUT"
+IGNORE = "# NBVAL_IGNORE_OUTPUT"
+
+
+def first_line(cell) -> str:
+    return cell.source.lstrip().split("\n", 1)[0].strip()
+
+
+def execute(path: Path, kernel_name: str = "python3", timeout: int = 1800):
+    """Run a notebook top to bottom in a fresh kernel, with notebooks/ as the working directory."""
+    from nbclient import NotebookClient
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=timeout, kernel_name=kernel_name,
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    return nb
+
+
+def strip_outputs(nb, keep_checks: bool = True):
+    """Outputs go only where nbval compares them: cells marked NBVAL_CHECK_OUTPUT."""
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        if not (keep_checks and first_line(cell) == CHECK):
+            cell.outputs = []
+        cell.execution_count = None
+        cell.metadata.pop("execution", None)
+        for out in cell.outputs:
+            if "execution_count" in out:
+                out.execution_count = None
+    nb.metadata.pop("widgets", None)
+    return nb
+
+
+def _model_report(nb: notebooks.Notebook) -> str:
+    return ", ".join(f"{m.key}={'real' if models.is_real(m.key) else 'STAND-IN'}" for m in nb.models) or "none"
+
+
+def run(selected: list[notebooks.Notebook], out: Path) -> int:
+    from nbconvert import HTMLExporter
+    out.mkdir(parents=True, exist_ok=True)
+    failed = []
+    for nb in selected:
+        print(f"{nb.name}: models {_model_report(nb)}", flush=True)
+        start = time.perf_counter()
+        try:
+            executed = execute(models.REPO_ROOT / nb.path, nb.kernel)
+        except Exception as e:  # report every notebook, then fail
+            failed.append(nb.name)
+            print(f"{nb.name}: FAILED after {time.perf_counter() - start:.1f} s: {str(e)[-2000:]}", flush=True)
+            continue
+        nbformat.write(executed, out / f"{nb.name}.ipynb")
+        html, _ = HTMLExporter().from_notebook_node(executed)
+        (out / f"{nb.name}.html").write_text(html, encoding="utf-8")
+        print(f"{nb.name}: ok in {time.perf_counter() - start:.1f} s -> {out / nb.name}.ipynb/.html", flush=True)
+    if any(not models.is_real(m.key) for nb in selected for m in nb.models):
+        print("NOTE: stand-ins (tiny random weights) were used where a model is not downloaded; their outputs are"
+              " gibberish by design. Download real checkpoints with scripts/download_models.sh KEY.")
+    if failed:
+        print(f"FAILED: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+def refresh(selected: list[notebooks.Notebook]) -> int:
+    for nb in selected:
+        path = models.REPO_ROOT / nb.path
+        nbformat.write(strip_outputs(execute(path, nb.kernel)), path)
+        print(f"refreshed {path}")
+    return 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m vlsteps.runner", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", help="notebook names (default: all)")
+    parser.add_argument("--out", type=Path, default=Path("build"))
+    parser.add_argument("--refresh", action="store_true",
+                        help="execute on stand-ins and rewrite notebooks/ keeping only NBVAL_CHECK_OUTPUT outputs")
+    args = parser.parse_args()
+    selected = [notebooks.get(n) for n in args.names] if args.names else notebooks.NOTEBOOKS
+    sys.exit(refresh(selected) if args.refresh else run(selected, args.out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Tiny random-weight stand-ins for every registry entry, built offline.
+
+Each stand-in uses the real checkpoint's model and processor classes and its folder name, so a
+notebook's own `from_pretrained(folder)` calls run unchanged on them. Builders live in one module
+per family (`vlsteps.standins.<family>`), each exposing `build(spec, out)`.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from .. import registry
+
+MARKER = "vlsteps_standin.json"
+_HERE = Path(__file__).resolve().parent
+
+
+def builder_version(spec: registry.ModelSpec) -> str:
+    """Hash of the builder's sources: a stand-in built by older code is rebuilt, never reused."""
+    h = hashlib.sha256()
+    for name in ("__init__.py", "common.py", "tiny_tokenizers.py", f"{spec.family}.py"):
+        h.update((_HERE / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def is_standin(folder: Path) -> bool:
+    return (Path(folder) / MARKER).exists()
+
+
+def build(key: str, dest: Path) -> Path:
+    """Build one stand-in into dest/<folder>, atomically: a crash leaves no half-written folder."""
+    spec = registry.get(key)
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    final = dest / spec.folder
+    tmp = Path(tempfile.mkdtemp(prefix=f".{spec.folder}.", dir=dest))
+    try:
+        importlib.import_module(f"{__name__}.{spec.family}").build(spec, tmp)
+        (tmp / MARKER).write_text(json.dumps(
+            {"key": key, "repo_id": spec.repo_id, "builder": builder_version(spec)}, indent=1) + "\n")
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def ensure_standin(key: str, dest: Path) -> Path:
+    """The stand-in folder for key, built (or rebuilt after a builder change) only when needed."""
+    spec = registry.get(key)
+    folder = Path(dest) / spec.folder
+    try:
+        if json.loads((folder / MARKER).read_text())["builder"] == builder_version(spec):
+            return folder
+    except (OSError, ValueError, KeyError):
+        pass
+    return build(key, dest)

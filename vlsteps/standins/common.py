@@ -1,0 +1,34 @@
+"""What several stand-in builders share: seeding, safe decoding, and sizes."""
+from __future__ import annotations
+
+import torch
+
+# Tiny but structurally faithful: enough layers and heads for every code path, nothing more.
+TINY = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+
+
+def seeded(seed: int = 0) -> None:
+    """Seed before each model init, so building one key alone gives the same bytes as building all."""
+    torch.manual_seed(seed)
+
+
+def harden_lm_head(model, tok, logit_std: float = 10.0) -> int:
+    """Make random-weight decoding safe for the notebooks' post-processing.
+
+    Rows of the output embedding for special/added tokens and for tokens that do not decode to plain
+    ASCII alphanumerics are zeroed; the others are rescaled so their logits have std ~logit_std. A
+    zero logit then never beats the best of hundreds of N(0, 10^2) logits, so greedy, beam and sampled
+    text is never empty and never holds EOS, image tokens or broken byte pieces. It is done on the
+    weights because BLIP-2/InstructBLIP ignore the saved generation_config. Returns the rows zeroed.
+    """
+    weight = model.get_output_embeddings().weight
+    bad_ids = set(tok.all_special_ids) | set(tok.get_added_vocab().values())
+    bad, good = [], []
+    for i in range(weight.shape[0]):
+        s = tok.decode([i]) if i < len(tok) else ""
+        ok = i not in bad_ids and s.isascii() and s.replace(" ", "").isalnum()
+        (good if ok else bad).append(i)
+    with torch.no_grad():
+        weight[bad] = 0
+        weight[good] = weight[good] / weight[good].std() * (logit_std / weight.shape[1] ** 0.5)
+    return len(bad)

@@ -1,0 +1,149 @@
+"""Tiny tokenizers built offline, wrapped in the real checkpoints' tokenizer classes.
+
+BPE training is deterministic, so BPE vocabularies are trained on a fixed corpus; WordPiece and
+Unigram training are not, so those vocabularies are built by hand from the same corpus.
+"""
+from __future__ import annotations
+
+import json
+import re
+import string
+
+from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+CORPUS = [
+    "a photo of a cat", "a photo of a dog", "a picture of a bird sitting on a branch",
+    "an image of a red car on the street", "two people riding bicycles in the park",
+    "what is in the picture? how many cats are there? what color is the car?",
+    "a man holding a snowboard", "a woman standing next to a horse", "yes no one two three",
+    "a bowl of fruit on a wooden table with a cup of coffee", "an astronaut and a rocket",
+    "Question: how many cats are there? Answer: there are two cats on the sofa.",
+    "Describe this image. A photo of a dog, a cat, a red car and a blue sky.",
+    "Detect the bounding box of the cat and output it in JSON format.",
+    'Output: [{"bbox_2d": [10, 20, 110, 220], "label": "cat"}]',
+    "What color is it? It is red, green, blue, yellow, black or white.",
+    "Please answer the question in one word. Yes. No. Maybe.",
+    "<grounding> An image of a snowman warming himself by a fire.",
+    "0 1 2 3 4 5 6 7 8 9 10 100 1000",
+] * 4
+# Every printable ASCII char, word-internally and word-finally (CLIP's "</w>" forms).
+CORPUS += [" ".join(c + " " + c + c for c in string.printable.strip())] * 2
+
+
+def _words(lower: bool = False) -> list[str]:
+    text = " ".join(CORPUS)
+    return sorted({w for w in re.findall(r"\w+|[^\w\s]", text.lower() if lower else text)})
+
+
+def _trained(tok, vocab_size: int):
+    return tok.train_new_from_iterator(iter(CORPUS), vocab_size=vocab_size)
+
+
+def clip_tokenizer(vocab_size: int = 1000):
+    from transformers import CLIPTokenizer
+    tok = _trained(CLIPTokenizer(), vocab_size)
+    tok.model_max_length = 77
+    return tok
+
+
+def gpt2_tokenizer(vocab_size: int = 1000):
+    from transformers import GPT2Tokenizer
+    tok = _trained(GPT2Tokenizer(), vocab_size)
+    tok.model_max_length = 1024
+    return tok
+
+
+def bert_tokenizer(model_max_length: int = 512):
+    """Uncased WordPiece like bert-base-uncased: specials, whole words, chars and ##chars."""
+    from transformers import BertTokenizer
+    chars = sorted(set(string.ascii_lowercase + string.digits + ".,?!:;'\"[]{}()-_/<>"))
+    toks = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + _words(lower=True)
+    toks += [c for c in chars if c not in toks] + ["##" + c for c in chars]
+    return BertTokenizer(vocab={t: i for i, t in enumerate(toks)}, do_lower_case=True,
+                         model_max_length=model_max_length)
+
+
+def _unigram_vocab(specials: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    words = _words()
+    chars = sorted(set("".join(words)) | set(string.ascii_letters + string.digits))
+    vocab = specials + [("▁", -3.0)] + [("▁" + w, -5.0) for w in words] + [(w, -6.0) for w in words]
+    return vocab + [(c, -10.0) for c in chars if c not in words]
+
+
+def t5_tokenizer():
+    """Flan-T5 layout: <pad>=0 </s>=1 <unk>=2, pieces, then <extra_id_*>."""
+    from transformers import T5Tokenizer
+    vocab = _unigram_vocab([("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)])
+    return T5Tokenizer(vocab=vocab, extra_ids=10, model_max_length=512)
+
+
+def xlmr_tokenizer():
+    """XLM-R layout (Kosmos-2): <s>=0 <pad>=1 </s>=2 <unk>=3, pieces, <mask> last."""
+    from transformers import XLMRobertaTokenizer
+    vocab = _unigram_vocab([("<s>", 0.0), ("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)])
+    return XLMRobertaTokenizer(vocab=vocab + [("<mask>", 0.0)], model_max_length=512)
+
+
+def _bytelevel_bpe(vocab_size: int, special_tokens: list[str], qwen_style: bool = False):
+    tok = Tokenizer(models.BPE())
+    if qwen_style:
+        from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+        tok.normalizer = normalizers.NFC()
+        tok.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    else:
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special_tokens,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(CORPUS, trainer)
+    model = json.loads(tok.to_str())["model"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    return model["vocab"], merges
+
+
+def opt_tokenizer(vocab_size: int = 400):
+    """facebook/opt-* layout: <s>=0 <pad>=1 </s>=2 <unk>=3; bos=eos=unk='</s>', BOS prepended."""
+    from transformers import GPT2Tokenizer
+    vocab, merges = _bytelevel_bpe(vocab_size, ["<s>", "<pad>", "</s>", "<unk>"])
+    return GPT2Tokenizer(vocab=vocab, merges=merges, bos_token="</s>", eos_token="</s>", unk_token="</s>",
+                         pad_token="<pad>", add_bos_token=True, model_max_length=512)
+
+
+def llama_tokenizer(vocab_size: int = 500):
+    """Llama/Vicuna layout: <unk>=0 <s>=1 </s>=2, <0x00>..<0xFF>, then merged pieces (byte fallback)."""
+    from transformers import LlamaTokenizer
+    t = Tokenizer(models.BPE(byte_fallback=True, fuse_unk=True))
+    t.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=False)
+    byte_toks = [f"<0x{i:02X}>" for i in range(256)]
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<unk>", "<s>", "</s>"] + byte_toks,
+                                  show_progress=False)
+    t.train_from_iterator(CORPUS, trainer)
+    model = json.loads(t.to_str())["model"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    return LlamaTokenizer(vocab=model["vocab"], merges=merges, add_bos_token=True, add_eos_token=False,
+                          model_max_length=2048)
+
+
+QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
+                 "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>",
+                 "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>"]
+QWEN_NONSPECIAL = ["<tool_call>", "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>",
+                   "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>"]
+
+
+def qwen_tokenizer(vocab_size: int = 400, chat_template: str | None = None):
+    """Qwen2 BPE with the Qwen special tokens appended after the BPE vocabulary, as in the real one."""
+    from tokenizers import AddedToken
+    from transformers import Qwen2Tokenizer
+    vocab, merges = _bytelevel_bpe(vocab_size, [], qwen_style=True)
+    for t in QWEN_SPECIALS + QWEN_NONSPECIAL:
+        vocab.setdefault(t, len(vocab))
+    tok = Qwen2Tokenizer(vocab=vocab, merges=merges, unk_token=None, bos_token=None, eos_token="<|im_end|>",
+                         pad_token="<|endoftext|>", errors="replace", model_max_length=32768,
+                         extra_special_tokens=QWEN_SPECIALS[1:])
+    tok.add_tokens([AddedToken(t, special=True, normalized=False) for t in QWEN_SPECIALS], special_tokens=True)
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in QWEN_NONSPECIAL])
+    if chat_template is not None:
+        tok.chat_template = chat_template
+    return tok
