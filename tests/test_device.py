@@ -9,9 +9,12 @@ def test_cpu_runs_in_fp32():
 
 def test_gpu_without_bf16_gets_fp16(monkeypatch):
     """A T4 has no bf16: the notebooks must choose fp16 there."""
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    def t4(including_emulation=True):
+        return including_emulation     # a T4 only emulates bf16
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", t4)
     assert pick_dtype("cuda") == torch.float16
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
     assert pick_dtype("cuda") == torch.bfloat16
 
 

@@ -1,9 +1,24 @@
-"""vlsteps: the plumbing that the vision-language notebooks share. Model code stays in the notebooks."""
-from .device import describe, free_memory, model_size_gb, param_count, pick_device, pick_dtype
-from .images import ImageLoadError, load_image, sample_photo, sample_photos
-from .models import ModelNotFoundError, model_dir, models_dir, outputs_dir
-from .plotting import draw_boxes, overlay_heatmap, show_grid
+"""vlsteps: the plumbing that the vision-language notebooks share. Model code stays in the notebooks.
 
-__all__ = ["describe", "free_memory", "model_size_gb", "param_count", "pick_device", "pick_dtype",
-           "ImageLoadError", "load_image", "sample_photo", "sample_photos", "ModelNotFoundError", "model_dir",
-           "models_dir", "outputs_dir", "draw_boxes", "overlay_heatmap", "show_grid"]
+Names are imported lazily, so command-line tools (`python -m vlsteps.download --list`) start without torch.
+"""
+import importlib
+
+_EXPORTS = {
+    "device": ["describe", "free_memory", "model_size_gb", "param_count", "pick_device", "pick_dtype"],
+    "images": ["ImageLoadError", "load_image", "sample_photo", "sample_photos"],
+    "models": ["ModelNotFoundError", "model_dir", "models_dir", "outputs_dir"],
+    "plotting": ["draw_boxes", "overlay_heatmap", "show_grid"],
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = list(_WHERE)
+
+
+def __getattr__(name):
+    if name in _WHERE:
+        return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    raise AttributeError(f"module 'vlsteps' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

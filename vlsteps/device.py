@@ -18,7 +18,8 @@ def pick_dtype(device: str | None = None) -> torch.dtype:
     """bf16 where the GPU has it (A100, H100), fp16 where not (T4, Apple), fp32 on CPU."""
     device = device or pick_device()
     if device == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        # Without including_emulation=False a T4 answers True and runs bf16 slowly in emulation.
+        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
     if device == "mps":
         return torch.float16
     return torch.float32

@@ -5,7 +5,7 @@ import math
 
 import matplotlib.pyplot as plt
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 BOX_COLORS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45"]
 
@@ -32,12 +32,16 @@ def show_grid(images, captions=None, ncols: int = 4, size: float = 3.0, title: s
     return fig
 
 
-def draw_boxes(image: Image.Image, boxes, labels=None, normalized: bool = False, width: int = 3) -> Image.Image:
-    """A copy of image with labelled boxes (x1, y1, x2, y2); `normalized` boxes are in 0..1."""
+def draw_boxes(image: Image.Image, boxes, labels=None, normalized: bool = False) -> Image.Image:
+    """A copy of image with labelled boxes (x1, y1, x2, y2); `normalized` boxes are in 0..1.
+
+    Line width and label size grow with the image, so labels stay readable on a 4000-pixel photo."""
     out = image.convert("RGB").copy()
     draw = ImageDraw.Draw(out)
     labels = list(labels) if labels is not None else [None] * len(boxes)
     w, h = out.size
+    width = max(2, round(min(w, h) / 150))
+    font = ImageFont.load_default(size=max(11, round(min(w, h) / 30)))
     for i, (box, label) in enumerate(zip(boxes, labels)):
         x1, y1, x2, y2 = (float(v) for v in box)
         if normalized:
@@ -47,10 +51,11 @@ def draw_boxes(image: Image.Image, boxes, labels=None, normalized: bool = False,
         color = BOX_COLORS[i % len(BOX_COLORS)]
         draw.rectangle([x1, y1, x2, y2], outline=color, width=width)
         if label:
-            left, top, right, bottom = draw.textbbox((x1, y1), str(label))
-            ty = y1 - (bottom - top) - 4 if y1 - (bottom - top) - 4 >= 0 else y1
-            draw.rectangle([x1, ty, x1 + (right - left) + 6, ty + (bottom - top) + 4], fill=color)
-            draw.text((x1 + 3, ty + 1), str(label), fill="white")
+            left, top, right, bottom = draw.textbbox((0, 0), str(label), font=font)
+            pad = width + 2
+            ty = y1 - (bottom - top) - 2 * pad if y1 - (bottom - top) - 2 * pad >= 0 else y1
+            draw.rectangle([x1, ty, x1 + (right - left) + 2 * pad, ty + bottom + 2 * pad], fill=color)
+            draw.text((x1 + pad, ty + pad), str(label), fill="white", font=font)
     return out
 
 

@@ -34,6 +34,7 @@ class ModelSpec:
     files: tuple[str, ...] = TRANSFORMERS_FILES
     optional: bool = False  # not part of `download_models.sh all`
     gated: bool = False
+    revision: str | None = None  # pinned where main holds pickled weights only (a safetensors conversion)
 
     @property
     def folder(self) -> str:
@@ -50,13 +51,15 @@ MODELS: dict[str, ModelSpec] = {m.key: m for m in [
     ModelSpec("clip", "openai/clip-vit-large-patch14", 1.7, 1.2, 3.0, "float16", ("clip", "blip"), "clip"),
     ModelSpec("sdxl-turbo", "stabilityai/sdxl-turbo", 6.9, 8.0, 14.0, "float16", ("clip",), "sdxl",
               files=SDXL_FP16_FILES),
-    ModelSpec("vilt", "dandelin/vilt-b32-finetuned-vqa", 0.47, 0.6, 1.2, "float32", ("vilt",), "vilt"),
+    ModelSpec("vilt", "dandelin/vilt-b32-finetuned-vqa", 0.47, 0.6, 1.2, "float32", ("vilt",), "vilt",
+              revision="refs/pr/9"),
     ModelSpec("blip-caption", "Salesforce/blip-image-captioning-large", 1.9, 1.2, 2.5, "float16",
               ("blip",), "blip"),
     ModelSpec("blip-vqa", "Salesforce/blip-vqa-base", 1.5, 1.0, 2.0, "float16", ("blip",), "blip"),
-    ModelSpec("blip-itm", "Salesforce/blip-itm-large-coco", 1.8, 1.1, 2.4, "float16", ("blip",), "blip"),
+    ModelSpec("blip-itm", "Salesforce/blip-itm-large-coco", 1.8, 1.1, 2.4, "float16", ("blip",), "blip",
+              revision="c0273606af96037e7a3b2fb0ff4ae9620b517be6"),
     ModelSpec("vit-gpt2", "nlpconnect/vit-gpt2-image-captioning", 0.98, 1.1, 1.5, "float32",
-              ("blip",), "vit_gpt2"),
+              ("blip",), "vit_gpt2", revision="93857e539f312a97c13f16976c2a43505fd76d87"),
     ModelSpec("kosmos-2", "microsoft/kosmos-2-patch14-224", 6.7, 3.8, 8.0, "float16", ("blip",), "kosmos2"),
     ModelSpec("blip2", "Salesforce/blip2-opt-2.7b", 15.5, 8.5, 17.0, "float16", ("blip2", "instructblip"),
               "blip2"),

@@ -33,16 +33,20 @@ def execute(path: Path, kernel_name: str = "python3", timeout: int = 1800):
 
 def strip_outputs(nb, keep_checks: bool = True):
     """Outputs go only where nbval compares them: cells marked NBVAL_CHECK_OUTPUT."""
+    count = 0
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
-        if not (keep_checks and first_line(cell) == CHECK):
-            cell.outputs = []
-        cell.execution_count = None
         cell.metadata.pop("execution", None)
-        for out in cell.outputs:
-            if "execution_count" in out:
-                out.execution_count = None
+        if keep_checks and first_line(cell) == CHECK:
+            count += 1   # nbval refuses a reference output whose cell has no execution count
+            cell.execution_count = count
+            for out in cell.outputs:
+                if "execution_count" in out:
+                    out.execution_count = count
+        else:
+            cell.outputs = []
+            cell.execution_count = None
     nb.metadata.pop("widgets", None)
     return nb
 

@@ -1,0 +1,189 @@
+"""scripts/download_models.sh and vlsteps.download against a fake Hub on 127.0.0.1 (no network needed)."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from huggingface_hub import constants
+
+from fake_hub import FakeHub
+from vlsteps import download as dl
+from vlsteps import registry
+from vlsteps.registry import ModelSpec
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "download_models.sh"
+WEIGHTS = os.urandom(300_000)
+# What a typical transformers repo holds: weights in three formats, configs, and files we never want.
+REPO_FILES = {"config.json": b'{"model_type": "vit"}', "preprocessor_config.json": b"{}",
+              "model.safetensors": WEIGHTS, "pytorch_model.bin": b"pickle" * 1000,
+              "tf_model.h5": b"h5" * 1000, "README.md": b"# card"}
+WANTED = {"config.json", "preprocessor_config.json", "model.safetensors"}
+
+
+def spec(repo_id: str) -> ModelSpec:
+    return ModelSpec("tiny", repo_id, 0.0003, 0.1, 0.1, "float32", ("vit",), "vit")
+
+
+def fetched(folder: Path) -> set[str]:
+    """Files that arrived, without huggingface_hub's bookkeeping folder."""
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and ".cache" not in p.parts}
+
+
+@pytest.fixture
+def hub(monkeypatch, tmp_path):
+    """A fake Hub, and huggingface_hub pointed away from the user's token and cache."""
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # conftest switches tests offline
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    repos = {"fake/tiny": dict(REPO_FILES), "fake/gated": dict(REPO_FILES),
+             "fake/pickles-only": {"config.json": b"{}", "pytorch_model.bin": b"pickle"}}
+    with FakeHub(repos, gated=("fake/gated",)) as fake:
+        yield fake
+
+
+def run_script(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING_FACE", "VLSTEPS_"))}
+    clean.update({"HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_OFFLINE": "0",
+                  "VLSTEPS_MODELS_DIR": str(tmp_path / "models"), **env})
+    return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, env=clean, timeout=120)
+
+
+def closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+# --- the shell script, end to end ---------------------------------------------------------------
+
+def test_list_works_offline_and_shows_every_model_with_the_total(tmp_path):
+    result = run_script(tmp_path, "--list", HF_HUB_OFFLINE="1", HF_ENDPOINT=closed_port_url())
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    for m in registry.MODELS.values():
+        row = next(line for line in lines if line.split()[:2] == [m.key, m.repo_id])
+        assert f"{m.download_gb:.2f} GB" in row and f"{m.gpu_gb:.1f} GB" in row
+        assert all(nb in row for nb in m.notebooks)
+        assert ("optional" in row) == m.optional
+    total = sum(m.download_gb for m in registry.MODELS.values() if not m.optional)
+    assert f"Total for `all`: {total:.1f} GB" in lines[-1]
+
+
+def test_unknown_key_fails_with_one_line_naming_the_known_keys(tmp_path):
+    result = run_script(tmp_path, "vit", "no-such-model", HF_ENDPOINT=closed_port_url())
+    assert result.returncode != 0
+    [line] = result.stderr.splitlines()
+    assert "no-such-model" in line and all(key in line for key in registry.MODELS)
+    assert result.stdout == ""  # failed before contacting anything
+
+
+def test_unreachable_hub_fails_fast_with_one_line(tmp_path):
+    url = closed_port_url()
+    start = time.monotonic()
+    result = run_script(tmp_path, "vit", HF_ENDPOINT=url, HF_HUB_ETAG_TIMEOUT="2", HF_HUB_DOWNLOAD_TIMEOUT="2")
+    assert time.monotonic() - start < 20
+    assert result.returncode != 0
+    [line] = result.stderr.splitlines()
+    assert registry.get("vit").repo_id in line and url in line and "connection" in line
+    assert not (tmp_path / "models" / registry.get("vit").folder).exists()
+
+
+def test_script_fetches_only_the_registry_files(tmp_path):
+    vit = registry.get("vit")
+    with FakeHub({vit.repo_id: dict(REPO_FILES)}) as fake:
+        result = run_script(tmp_path, "vit", HF_ENDPOINT=fake.url)
+    assert result.returncode == 0, result.stderr
+    folder = tmp_path / "models" / vit.folder
+    assert fetched(folder) == WANTED
+    assert (folder / "model.safetensors").read_bytes() == WEIGHTS
+    assert {Path(path).name for _, path, _ in fake.content_gets()} == WANTED  # .bin/.h5 never requested
+    assert "Total to fetch" in result.stdout and "Done: vit" in result.stdout
+
+
+# --- the Python core, against the same fake Hub -------------------------------------------------
+
+def test_second_run_downloads_nothing(hub, tmp_path, capsys):
+    dl.download([spec("fake/tiny")], tmp_path, endpoint=hub.url)
+    first = len(hub.content_gets())
+    assert first == len(WANTED)
+    dl.download([spec("fake/tiny")], tmp_path, endpoint=hub.url)
+    assert len(hub.content_gets()) == first
+    assert capsys.readouterr().out.count("still to fetch: 0 B") == 1  # only the second plan
+
+
+def test_dropped_connection_resumes_where_it_stopped(hub, tmp_path):
+    # huggingface_hub writes in chunks of DOWNLOAD_CHUNK_SIZE, so the file must outgrow one chunk for a
+    # dropped connection to leave bytes behind.
+    big = os.urandom(constants.DOWNLOAD_CHUNK_SIZE + 1_000_000)
+    hub.repos["fake/big"] = {"config.json": b"{}", "model.safetensors": big}
+    cut = constants.DOWNLOAD_CHUNK_SIZE + 500_000
+    hub.cut_next_get["model.safetensors"] = cut
+    dl.download([spec("fake/big")], tmp_path, endpoint=hub.url)
+    assert (tmp_path / "big" / "model.safetensors").read_bytes() == big
+    ranges = [rng for _, _, rng in hub.content_gets("model.safetensors")]
+    assert len(ranges) == 2 and ranges[0] is None
+    assert 0 < int(ranges[1].removeprefix("bytes=").rstrip("-")) <= cut  # asked only for the rest
+
+
+def test_too_little_disk_space_fails_before_downloading(hub, tmp_path, monkeypatch):
+    monkeypatch.setattr(dl, "free_bytes", lambda path: dl.MARGIN_BYTES + len(WEIGHTS) // 2)
+    with pytest.raises(dl.DownloadError) as err:
+        dl.download([spec("fake/tiny")], tmp_path, endpoint=hub.url)
+    assert "not enough disk space" in str(err.value) and "\n" not in str(err.value)
+    assert hub.content_gets() == []
+
+
+def test_enough_disk_space_passes_the_check(hub, tmp_path, monkeypatch):
+    needed = sum(len(REPO_FILES[name]) for name in WANTED)
+    monkeypatch.setattr(dl, "free_bytes", lambda path: dl.MARGIN_BYTES + needed)
+    dl.download([spec("fake/tiny")], tmp_path, endpoint=hub.url)
+    assert fetched(tmp_path / "tiny") == WANTED
+
+
+def test_gated_repo_without_token_fails_before_any_download(hub, tmp_path):
+    with pytest.raises(dl.DownloadError) as err:
+        dl.download([spec("fake/tiny"), spec("fake/gated")], tmp_path, endpoint=hub.url)
+    message = str(err.value)
+    assert "fake/gated" in message and "hf auth login" in message and "HF_TOKEN" in message
+    assert "\n" not in message
+    assert hub.content_gets() == []  # not even the ungated model listed first
+
+
+def test_gated_repo_refusing_the_token_says_how_to_get_access(hub, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_not_accepted")  # passes the early check; the Hub answers 403
+    with pytest.raises(dl.DownloadError) as err:
+        dl.download([spec("fake/gated")], tmp_path, endpoint=hub.url)
+    assert "is gated" in str(err.value) and "HF_TOKEN" in str(err.value)
+    assert any(path.startswith("/fake/gated/resolve/") for _, path, _ in hub.log)
+
+
+def test_missing_repo_is_named(hub, tmp_path):
+    with pytest.raises(dl.DownloadError, match="fake/missing was not found"):
+        dl.download([spec("fake/missing")], tmp_path, endpoint=hub.url)
+
+
+def test_repo_without_safetensors_is_refused(hub, tmp_path):
+    with pytest.raises(dl.DownloadError, match="no safetensors weights"):
+        dl.download([spec("fake/pickles-only")], tmp_path, endpoint=hub.url)
+    assert hub.content_gets() == [] and not (tmp_path / "pickles-only").exists()
+
+
+def test_offline_mode_is_reported(hub, tmp_path, monkeypatch):
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(dl.DownloadError, match="HF_HUB_OFFLINE"):
+        dl.download([spec("fake/tiny")], tmp_path, endpoint=hub.url)
+    assert hub.log == []
+
+
+def test_all_means_every_non_optional_model_once():
+    keys = [m.key for m in dl.select(["vit", "all", "vit"])]
+    assert len(keys) == len(set(keys))
+    assert set(keys) == {m.key for m in registry.MODELS.values() if not m.optional}
+    optional = next(m.key for m in registry.MODELS.values() if m.optional)
+    assert [m.key for m in dl.select([optional, "all"])][0] == optional

@@ -1,0 +1,117 @@
+"""A chat box for a vision-language model in a notebook, with its logic testable without a browser.
+
+`ChatSession` keeps the conversation in the chat-template format (`[{"role": ..., "content": [...]}]`)
+and calls a `generate(messages) -> str` function that the notebook injects, so the same code drives
+any model. `ChatWidget` puts ipywidgets around a session: a text box, Send and Reset buttons, the
+transcript and a status line. A failed generation shows one clear message and leaves the conversation
+as it was, so the reader can simply ask again.
+"""
+from __future__ import annotations
+
+import html
+from typing import Callable
+
+Generate = Callable[[list[dict]], str]
+
+
+class EmptyQuestion(ValueError):
+    """Send was pressed with nothing typed."""
+
+
+class ChatSession:
+    """A growing conversation about one image; the image goes into the first user turn, as the model expects."""
+
+    def __init__(self, generate: Generate, image=None):
+        if not callable(generate):
+            raise TypeError(f"generate must be a function messages -> str, got {type(generate).__name__}")
+        self.generate = generate
+        self.image = image
+        self.messages: list[dict] = []
+
+    def ask(self, question: str) -> str:
+        """Append the question, call generate on the whole conversation, append and return the answer.
+
+        If generate raises or returns something that is not text, the conversation is left unchanged.
+        """
+        if not isinstance(question, str) or not question.strip():
+            raise EmptyQuestion("Type a question first.")
+        content = [{"type": "text", "text": question.strip()}]
+        if self.image is not None and not self.messages:
+            content.insert(0, {"type": "image", "image": self.image})
+        messages = self.messages + [{"role": "user", "content": content}]
+        answer = self.generate(messages)
+        if not isinstance(answer, str):
+            raise TypeError(f"generate returned {type(answer).__name__}, not text")
+        self.messages = messages + [{"role": "assistant", "content": [{"type": "text", "text": answer}]}]
+        return answer
+
+    def reset(self) -> None:
+        self.messages = []
+
+    def transcript(self) -> list[tuple[str, str]]:
+        """(role, text) per turn; an image in a turn shows as "[image]"."""
+        turns = []
+        for message in self.messages:
+            parts = ["[image]" if part.get("type") == "image" else part.get("text", "")
+                     for part in message["content"]]
+            turns.append((message["role"], " ".join(parts)))
+        return turns
+
+
+def error_message(error: BaseException) -> str:
+    """What went wrong, in one line, with what to try next."""
+    name = type(error).__name__
+    if "OutOfMemory" in name or isinstance(error, MemoryError):
+        return (f"Out of memory ({name}). Lower max_pixels (fewer visual tokens) or max_new_tokens, "
+                "or press Reset to shorten the conversation.")
+    if isinstance(error, EmptyQuestion):
+        return str(error)
+    return f"The model failed: {name}: {error}. The conversation is unchanged; ask again or press Reset."
+
+
+class ChatWidget:
+    """ipywidgets around a ChatSession. `on_send` is what the Send button runs: tests call it directly."""
+
+    def __init__(self, session: ChatSession, placeholder: str = "Ask about the image and press Send"):
+        import ipywidgets as widgets
+        self.session = session
+        self.text = widgets.Text(placeholder=placeholder, layout=widgets.Layout(width="70%"))
+        self.send_button = widgets.Button(description="Send", button_style="primary")
+        self.reset_button = widgets.Button(description="Reset")
+        self.transcript = widgets.HTML()
+        self.status = widgets.HTML()
+        self.message = ""            # the status line as plain text ("" when all is well)
+        self.send_button.on_click(self.on_send)
+        self.reset_button.on_click(self.on_reset)
+        self.box = widgets.VBox([self.transcript, widgets.HBox([self.text, self.send_button, self.reset_button]),
+                                 self.status])
+        self.render()
+
+    def on_send(self, _button=None) -> None:
+        question = self.text.value
+        self.send_button.disabled = True
+        self.status.value = "Thinking…"
+        try:
+            self.session.ask(question)
+        except Exception as e:   # one clear line in the widget instead of a traceback in a callback
+            self.message = error_message(e)
+            self.status.value = f'<span style="color:#b00020">{html.escape(self.message)}</span>'
+        else:
+            self.text.value = ""
+            self.message = self.status.value = ""
+        finally:
+            self.send_button.disabled = False
+            self.render()
+
+    def on_reset(self, _button=None) -> None:
+        self.session.reset()
+        self.message = self.status.value = ""
+        self.render()
+
+    def render(self) -> None:
+        rows = [f"<p><b>{html.escape(role)}:</b> {html.escape(text)}</p>" for role, text in self.session.transcript()]
+        self.transcript.value = "".join(rows) or "<p><i>No messages yet.</i></p>"
+
+    def _ipython_display_(self):
+        from IPython.display import display
+        display(self.box)

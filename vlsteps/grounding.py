@@ -1,0 +1,156 @@
+"""Boxes out of a grounding answer: Qwen2.5-VL's fenced JSON list, parsed without ever raising.
+
+Qwen2.5-VL answers "where is X?" prompts with text such as
+
+    ```json
+    [{"bbox_2d": [135, 114, 1016, 672], "label": "cat"}]
+    ```
+
+where the coordinates are pixels of the *resized* image the model saw (its size is
+`image_grid_thw[0, 1:] * 14`), not of the original photo. A model's text is untrusted input: it may be
+cut off by `max_new_tokens`, wrapped in prose, malformed, or (from random weights) gibberish. The parser
+therefore returns only well-formed boxes and an empty list for everything else.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+
+_FENCE = re.compile(r"```[ \t]*(?:json|JSON)?[ \t]*\n?(.*?)(?:```|\Z)", re.S)
+
+
+@dataclass(frozen=True)
+class Box:
+    """A labelled box in pixels, x1 <= x2 and y1 <= y2."""
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    label: str = ""
+
+    @property
+    def xyxy(self) -> tuple[float, float, float, float]:
+        return (self.x1, self.y1, self.x2, self.y2)
+
+
+def _number(v) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return None
+    return float(v)
+
+
+def _box(item) -> Box | None:
+    """One list entry as a Box, or None when it is not {"bbox_2d": [4 finite numbers], "label": ...}."""
+    if not isinstance(item, dict):
+        return None
+    coords = item.get("bbox_2d")
+    if not isinstance(coords, (list, tuple)) or len(coords) != 4:
+        return None
+    nums = [_number(v) for v in coords]
+    if any(v is None for v in nums):
+        return None
+    x1, y1, x2, y2 = nums
+    x1, x2 = sorted((max(x1, 0.0), max(x2, 0.0)))   # inverted corners are swapped, negatives clipped at 0
+    y1, y2 = sorted((max(y1, 0.0), max(y2, 0.0)))
+    if x2 <= x1 or y2 <= y1:
+        return None                                  # no area left: nothing to draw
+    label = item.get("label", "")
+    label = label if isinstance(label, str) else "" if label is None else str(label)
+    return Box(x1, y1, x2, y2, label.strip())
+
+
+class _Truncated(Exception):
+    pass
+
+
+def _runs_off_end(text: str, start: int) -> bool:
+    """Whether the bracket opened at text[start] is still open (or inside a string) when the text ends."""
+    depth, in_string, escaped = 0, False, False
+    for ch in text[start:]:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+            if depth == 0:
+                return False
+    return True
+
+
+def _json_values(text: str):
+    """Every JSON value that starts at a '[' or '{' in text, in order, skipping prose and stray brackets.
+
+    Raises _Truncated when a value runs off the end of the text: a cut-off answer is not an answer, and the
+    complete objects inside it must not be taken for the whole list.
+    """
+    decoder = json.JSONDecoder()
+    i = 0
+    while True:
+        starts = [j for j in (text.find("[", i), text.find("{", i)) if j >= 0]
+        if not starts:
+            return
+        i = min(starts)
+        try:
+            value, end = decoder.raw_decode(text, i)
+        except json.JSONDecodeError:
+            if _runs_off_end(text, i):
+                raise _Truncated from None
+            i += 1
+            continue
+        yield value
+        i = end
+
+
+def parse_boxes(text) -> list[Box]:
+    """The boxes in a Qwen2.5-VL grounding answer; [] for anything that is not a complete, valid answer.
+
+    Accepts the answer with or without ```json fences and with prose around it, and a single object instead
+    of a list; swaps inverted corners and clips negative coordinates at 0; skips entries without a 4-number
+    `bbox_2d`. Returns [] (never raising) for truncated JSON, garbage, and anything that is not a string.
+    """
+    if not isinstance(text, str) or not text.strip():
+        return []
+    fenced = _FENCE.search(text)
+    payload = fenced.group(1) if fenced else text
+    try:
+        for value in _json_values(payload):
+            items = value if isinstance(value, list) else [value]
+            boxes = [b for b in (_box(item) for item in items) if b is not None]
+            if boxes:
+                return boxes
+    except (_Truncated, RecursionError):   # cut off by max_new_tokens, or absurdly nested brackets
+        return []
+    return []
+
+
+def input_size(image_grid_thw, patch_size: int = 14) -> tuple[int, int]:
+    """(width, height) in pixels of the resized image the model saw: the patch grid times the patch size."""
+    rows = image_grid_thw.tolist() if hasattr(image_grid_thw, "tolist") else list(image_grid_thw)
+    row = rows[0] if rows and isinstance(rows[0], (list, tuple)) else rows
+    _, grid_h, grid_w = (int(v) for v in row)
+    return grid_w * patch_size, grid_h * patch_size
+
+
+def rescale(boxes: list[Box], from_size: tuple[int, int], to_size: tuple[int, int]) -> list[Box]:
+    """Boxes in from_size (w, h) pixels mapped to to_size (w, h) pixels, clipped to the image."""
+    (fw, fh), (tw, th) = from_size, to_size
+    if fw <= 0 or fh <= 0:
+        raise ValueError(f"from_size must be positive, got {from_size}")
+    sx, sy = tw / fw, th / fh
+    out = []
+    for b in boxes:
+        x1, x2 = min(b.x1 * sx, tw), min(b.x2 * sx, tw)
+        y1, y2 = min(b.y1 * sy, th), min(b.y2 * sy, th)
+        if x2 > x1 and y2 > y1:
+            out.append(Box(x1, y1, x2, y2, b.label))
+    return out
