@@ -1,0 +1,98 @@
+"""An "ask about this photo" box: pick a photo, type a question, read the model's answer.
+
+The notebook supplies `answer_fn(image, question) -> str` (its own model code); this module only holds
+the plumbing around it: checking the question, catching a failing model call, keeping a history, and
+the ipywidgets layout. `ask()` is plain Python, so the logic is tested without a browser.
+"""
+from __future__ import annotations
+
+import html
+import io
+from typing import Callable, Mapping
+
+from PIL import Image
+
+MAX_CHARS = 200   # VQA models see ~30-40 question tokens; a paragraph is a mistake, not a question
+
+
+def check_question(question, max_chars: int = MAX_CHARS) -> str:
+    """The cleaned question, or ValueError with a message meant for the reader."""
+    if not isinstance(question, str) or not question.strip():
+        raise ValueError("Type a question first, e.g. 'What animal is this?'")
+    question = " ".join(question.split())
+    if len(question) > max_chars:
+        raise ValueError(f"That question is {len(question)} characters long; keep it under {max_chars}.")
+    return question
+
+
+def answer_question(answer_fn: Callable[[Image.Image, str], str], image: Image.Image, question,
+                    max_chars: int = MAX_CHARS) -> tuple[bool, str]:
+    """(ok, text): the model's answer, or one readable message for a bad question or a failing model."""
+    try:
+        question = check_question(question, max_chars)
+    except ValueError as e:
+        return False, str(e)
+    try:
+        answer = answer_fn(image, question)
+    except Exception as e:   # a widget callback must never die with a traceback nobody sees
+        return False, f"The model failed on this question ({e.__class__.__name__}: {e})."
+    answer = str(answer).strip() if answer is not None else ""
+    return True, answer if answer else "(the model gave an empty answer)"
+
+
+def _png(image: Image.Image, max_side: int = 320) -> bytes:
+    thumb = image.convert("RGB").copy()
+    thumb.thumbnail((max_side, max_side))
+    buf = io.BytesIO()
+    thumb.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+class AskBox:
+    """A photo picker, a question box, an Ask button and the answers so far.
+
+    `box = AskBox(answer_fn, {"cat": image, ...}); box` shows it in a notebook; `box.ask("...")` asks from
+    code (and is what the button calls)."""
+
+    def __init__(self, answer_fn: Callable[[Image.Image, str], str], photos: Mapping[str, Image.Image],
+                 max_chars: int = MAX_CHARS):
+        import ipywidgets as w
+        if not photos:
+            raise ValueError("AskBox needs at least one photo")
+        self.answer_fn = answer_fn
+        self.photos = dict(photos)
+        self.max_chars = max_chars
+        self.history: list[tuple[str, str, str]] = []   # (photo, question, answer)
+        self.photo = w.Dropdown(options=list(self.photos), description="Photo")
+        self.image = w.Image(value=_png(self.photos[self.photo.value]), format="png")
+        self.question = w.Text(placeholder="What is in the picture?", description="Question",
+                               layout=w.Layout(width="420px"))
+        self.button = w.Button(description="Ask", button_style="primary")
+        self.answer = w.HTML(value="")
+        self.photo.observe(self._on_photo, names="value")
+        self.button.on_click(lambda _: self.ask())
+        self.widget = w.VBox([self.photo, self.image, w.HBox([self.question, self.button]), self.answer])
+
+    def _on_photo(self, change) -> None:
+        self.image.value = _png(self.photos[change["new"]])
+
+    def ask(self, question: str | None = None, photo: str | None = None) -> str:
+        """Answer `question` (default: what is typed) about `photo` (default: the one picked)."""
+        if photo is not None:
+            if photo not in self.photos:
+                raise KeyError(f"No photo {photo!r}; choose one of: {', '.join(self.photos)}")
+            self.photo.value = photo
+        if question is not None:
+            self.question.value = question
+        name = self.photo.value
+        ok, text = answer_question(self.answer_fn, self.photos[name], self.question.value, self.max_chars)
+        if ok:
+            self.history.append((name, " ".join(self.question.value.split()), text))
+            self.answer.value = f"<b>Answer:</b> {html.escape(text)}"
+        else:
+            self.answer.value = f'<span style="color:#b00020">{html.escape(text)}</span>'
+        return text
+
+    def _ipython_display_(self):
+        from IPython.display import display
+        display(self.widget)
