@@ -3,10 +3,10 @@ import nbformat
 import pytest
 
 from vlsteps import models, notebooks
-from vlsteps.runner import CHECK, IGNORE, first_line
+from vlsteps.runner import CHECK, IGNORE, first_line, run_twice
 
-ALL = [nb for nb in notebooks.NOTEBOOKS]
-MAIN_KERNEL = [nb for nb in ALL if nb.kernel == "python3"]
+ALL = notebooks.NOTEBOOKS
+MAIN_KERNEL = [nb for nb in ALL if nb.kernel == "python3"]   # the LAVIS one: scripts/lavis_smoke.sh
 
 
 def read(nb):
@@ -39,36 +39,11 @@ def test_never_trusts_remote_code_or_pickles(nb):
     assert "use_safetensors=False" not in source
 
 
-def _text_outputs(cell):
-    """What a reader reads: stdout and text/plain results (stderr carries timings and progress bars)."""
-    texts = []
-    for out in cell.outputs:
-        if out.output_type == "stream" and out.name == "stdout":
-            texts.append(out.text)
-        elif out.output_type in ("execute_result", "display_data") and "text/plain" in out.get("data", {}):
-            if "image/png" not in out.data:   # "<Figure size ...>" says nothing
-                texts.append(out.data["text/plain"])
-        elif out.output_type == "error":
-            texts.append(f"{out.ename}: {out.evalue}")
-    return "".join(texts)
-
-
 @pytest.mark.parametrize("nb", MAIN_KERNEL, ids=lambda nb: nb.name)
 def test_runs_twice_in_one_kernel_with_the_same_results(nb):
-    from nbclient import NotebookClient
     path = models.REPO_ROOT / nb.path
-    book = nbformat.read(path, as_version=4)
-    client = NotebookClient(book, timeout=1800, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}})
-    runs = []
-    with client.setup_kernel():
-        for _ in range(2):
-            outputs = {}
-            for i, cell in enumerate(book.cells):
-                if cell.cell_type == "code":
-                    client.execute_cell(cell, i)
-                    if first_line(cell) != IGNORE:
-                        outputs[i] = _text_outputs(cell)
-            runs.append(outputs)
-    for i in runs[0]:
-        assert runs[1][i] == runs[0][i], f"{nb.path} cell {i} printed something else on the second run"
+    first, second = run_twice(path, nb.kernel)
+    cells = read(nb).cells
+    for i in first:
+        if first_line(cells[i]) != IGNORE:
+            assert second[i] == first[i], f"{nb.path} cell {i} printed something else on the second run"

@@ -24,8 +24,8 @@ def notebook_table() -> str:
         # Notebooks free one model before loading the next, so the peak is the largest one.
         gpu = max((m.gpu_gb for m in ms), default=0)
         ram = max((m.ram_gb for m in ms), default=0)
-        rows.append(f"| {i} | [{nb.title}]({nb.path}) | {nb.colab_badge} | {keys} | {download:.1f} GB | "
-                    f"{gpu:g} GB | {ram:g} GB |")
+        sizes = f"{download:.1f} GB | {gpu:g} GB | {ram:g} GB" if ms else "see the notebook | | "
+        rows.append(f"| {i} | [{nb.title}]({nb.path}) | {nb.colab_badge} | {keys} | {sizes} |")
     return "\n".join(rows)
 
 

@@ -31,6 +31,38 @@ def execute(path: Path, kernel_name: str = "python3", timeout: int = 1800):
     return nb
 
 
+def text_outputs(cell) -> str:
+    """What a reader reads: stdout and text/plain results (stderr carries timings and progress bars)."""
+    texts = []
+    for out in cell.get("outputs", []):
+        if out.output_type == "stream" and out.name == "stdout":
+            texts.append(out.text)
+        elif out.output_type in ("execute_result", "display_data") and "text/plain" in out.get("data", {}):
+            if "image/png" not in out.data:   # "<Figure size ...>" says nothing
+                texts.append(out.data["text/plain"])
+        elif out.output_type == "error":
+            texts.append(f"{out.ename}: {out.evalue}")
+    return "".join(texts)
+
+
+def run_twice(path: Path, kernel_name: str = "python3", timeout: int = 1800) -> list[dict[int, str]]:
+    """Run a notebook top to bottom twice in one kernel; per run, the text of each code cell."""
+    from nbclient import NotebookClient
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name,
+                            resources={"metadata": {"path": str(path.parent)}})
+    runs = []
+    with client.setup_kernel():
+        for _ in range(2):
+            outputs = {}
+            for i, cell in enumerate(nb.cells):
+                if cell.cell_type == "code":
+                    client.execute_cell(cell, i)
+                    outputs[i] = text_outputs(cell)
+            runs.append(outputs)
+    return runs
+
+
 def strip_outputs(nb, keep_checks: bool = True):
     """Outputs go only where nbval compares them: cells marked NBVAL_CHECK_OUTPUT."""
     count = 0

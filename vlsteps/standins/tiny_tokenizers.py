@@ -40,8 +40,30 @@ def _trained(tok, vocab_size: int):
 
 
 def clip_tokenizer(vocab_size: int = 1000):
+    """A trained CLIP BPE with its vocabulary and merges put in a fixed order.
+
+    Training yields the same tokens and merges every time but orders tied merges (and the ids of the
+    `x</w>` tokens) differently on each call. Here specials keep their ids, other tokens are numbered by
+    (length, text) and merges sorted by the length of what they make (a merge's parts come before it)."""
+    import tempfile
+    from pathlib import Path
+
     from transformers import CLIPTokenizer
-    tok = _trained(CLIPTokenizer(), vocab_size)
+    with tempfile.TemporaryDirectory() as tmp:
+        _trained(CLIPTokenizer(), vocab_size).save_pretrained(tmp)
+        path = Path(tmp) / "tokenizer.json"
+        data = json.loads(path.read_text())
+        model = data["model"]
+        vocab = model["vocab"]
+        special = sorted((t["content"] for t in data["added_tokens"]), key=vocab.get)
+        if [vocab[t] for t in special] != list(range(len(special))):
+            raise RuntimeError(f"expected the special tokens first in the vocabulary, got {special}")
+        rest = sorted((t for t in vocab if t not in special), key=lambda t: (len(t), t))
+        model["vocab"] = {t: i for i, t in enumerate(special + rest)}
+        merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+        model["merges"] = [list(m) for m in sorted(merges, key=lambda m: (len(m[0]) + len(m[1]), m[0] + m[1], m[0]))]
+        path.write_text(json.dumps(data, ensure_ascii=False))
+        tok = CLIPTokenizer.from_pretrained(tmp)
     tok.model_max_length = 77
     return tok
 

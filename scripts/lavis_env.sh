@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Create or refresh the LAVIS virtualenv (.venv-lavis) and register its Jupyter kernel "vlsteps-lavis".
+#
+#   scripts/lavis_env.sh            (what `make lavis-env` runs)
+#
+# salesforce-lavis 1.0.2 needs transformers<4.27 and NumPy 1.x, so it gets its own environment; nothing is
+# installed into the main .venv. Idempotent: a stamp holding the hash of the requirements, the constraints and
+# this script skips the install when nothing changed (the kernel is registered again either way: seconds).
+#
+# The kernel spec is written to two places:
+#   $LAVIS_VENV/jupyter-kernel/share/jupyter/kernels/vlsteps-lavis   only this kernel: safe to put on JUPYTER_PATH
+#                                                                      (scripts/lavis_smoke.sh does)
+#   $MAIN_VENV/share/jupyter/kernels/vlsteps-lavis                     when the main venv exists: its jupyter lab
+#                                                                      and nbclient then list the kernel as is
+# Environment:
+#   PYTHON          interpreter that creates the venv (default python3.11, else python3; must be 3.11:
+#                   transformers 4.26 needs tokenizers 0.13, which has no wheels for newer Pythons)
+#   LAVIS_VENV      where the venv goes (default <repo>/.venv-lavis)
+#   MAIN_VENV       the main venv that also gets the kernel spec (default <repo>/.venv; skipped if missing)
+#   KERNEL_NAME     default vlsteps-lavis (notebooks/blip2_lavis.ipynb names this kernel)
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
+LAVIS_VENV=${LAVIS_VENV:-$ROOT/.venv-lavis}
+MAIN_VENV=${MAIN_VENV:-$ROOT/.venv}
+KERNEL_NAME=${KERNEL_NAME:-vlsteps-lavis}
+REQ=$ROOT/lavis/requirements-lavis.txt
+CON=$ROOT/lavis/constraints-lavis.txt
+STAMP=$LAVIS_VENV/.vlsteps-installed
+PY=$LAVIS_VENV/bin/python
+
+want=$(cat "$REQ" "$CON" "$0" | sha256sum | cut -c1-16)
+start=$(date +%s)
+
+if [ -x "$PY" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$want" ]; then
+    echo "lavis-env: $LAVIS_VENV is up to date"
+else
+    if ! [ -x "$PY" ]; then
+        if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+            echo "lavis-env: needs Python 3.11 (LAVIS pins transformers 4.26 / tokenizers 0.13), got" \
+                 "$("$PYTHON" -V 2>&1) from $PYTHON; set PYTHON=/path/to/python3.11" >&2
+            exit 1
+        fi
+        echo "lavis-env: creating $LAVIS_VENV with $("$PYTHON" -V 2>&1)"
+        "$PYTHON" -m venv "$LAVIS_VENV"
+    fi
+    rm -f "$STAMP"
+    "$PY" -m pip install -q --upgrade pip
+    # --no-compile: no bytecode for the ~20,000 installed modules up front (minutes of CPU); Python compiles
+    # what is actually imported, once, on first use.
+    "$PY" -m pip install -q --no-compile -r "$REQ" -c "$CON"
+    # vlsteps itself (sample photos, prompts, answers) goes on the path through a .pth file, not pip: its
+    # declared dependencies are the main environment's (transformers 5) and would make pip report conflicts.
+    "$PY" -c 'import site, sys; open(site.getsitepackages()[0] + "/vlsteps-repo.pth", "w").write(sys.argv[1] + "\n")' "$ROOT"
+    # Proof that the LAVIS API imports, with the versions that matter.
+    "$PY" - <<'PYEOF'
+import warnings
+warnings.filterwarnings("ignore")
+import cv2, numpy, torch, torchvision, transformers
+from lavis.models import load_model_and_preprocess  # noqa: F401
+import vlsteps  # noqa: F401
+ops = "load" if hasattr(torch.ops.torchvision, "nms") else "MISSING"
+print(f"lavis-env: torch {torch.__version__}, torchvision {torchvision.__version__} (C++ ops {ops}), "
+      f"transformers {transformers.__version__}, numpy {numpy.__version__}, opencv {cv2.__version__}")
+PYEOF
+    echo "$want" > "$STAMP"
+    echo "lavis-env: installed in $(( $(date +%s) - start )) s"
+fi
+
+"$PY" -m ipykernel install --prefix "$LAVIS_VENV/jupyter-kernel" --name "$KERNEL_NAME" \
+    --display-name "Python (vlsteps-lavis)" >/dev/null 2>&1
+where="$LAVIS_VENV/jupyter-kernel/share/jupyter"
+if [ -x "$MAIN_VENV/bin/python" ]; then
+    "$PY" -m ipykernel install --prefix "$MAIN_VENV" --name "$KERNEL_NAME" \
+        --display-name "Python (vlsteps-lavis)" >/dev/null 2>&1
+    where="$where and $MAIN_VENV"
+fi
+echo "lavis-env: kernel '$KERNEL_NAME' registered in $where"

@@ -1,0 +1,95 @@
+"""ClipEmbedder: batched, normalized float32 vectors that match the model's own features."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vlsteps import models, sample_photos
+from vlsteps.embed import ClipEmbedder, model_fingerprint
+from vlsteps.standins import ensure_standin
+
+
+@pytest.fixture(scope="module")
+def clip_path():
+    return ensure_standin("clip", models.standins_dir())
+
+
+@pytest.fixture(scope="module")
+def embedder(clip_path):
+    return ClipEmbedder.from_pretrained(clip_path, device="cpu", dtype=torch.float32, batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def photos():
+    return list(sample_photos().values())
+
+
+def test_images_and_texts_are_unit_float32_rows(embedder, photos):
+    img = embedder.images(photos)
+    txt = embedder.texts(["a photo of a cat", "a cup of coffee", "x"])
+    assert img.shape == (len(photos), embedder.dim) and txt.shape == (3, embedder.dim)
+    assert img.dtype == np.float32 and txt.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(img, axis=1), 1, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(txt, axis=1), 1, atol=1e-5)
+    assert embedder.images([]).shape == (0, embedder.dim) and embedder.texts([]).shape == (0, embedder.dim)
+
+
+def test_same_as_the_model_called_directly(embedder, photos):
+    model, processor = embedder.model, embedder.processor
+    with torch.no_grad():
+        feats = model.get_image_features(**processor(images=photos[:3], return_tensors="pt")).pooler_output
+        tfeats = model.get_text_features(**processor.tokenizer(["a cat", "a dog"], padding=True,
+                                                                return_tensors="pt")).pooler_output
+    np.testing.assert_allclose(embedder.images(photos[:3]), torch.nn.functional.normalize(feats, dim=-1).numpy(),
+                               atol=1e-5)
+    np.testing.assert_allclose(embedder.texts(["a cat", "a dog"]),
+                               torch.nn.functional.normalize(tfeats, dim=-1).numpy(), atol=1e-5)
+
+
+def test_batch_size_prefetch_and_input_kind_do_not_change_results(clip_path, embedder, photos, tmp_path):
+    paths = []
+    for i, im in enumerate(photos):
+        paths.append(tmp_path / f"{i}.png")
+        im.save(paths[-1])
+    ref = embedder.images(photos)
+    one = ClipEmbedder(embedder.model, embedder.processor, batch_size=1, prefetch=False)
+    np.testing.assert_allclose(one.images(photos), ref, atol=1e-5)
+    np.testing.assert_allclose(embedder.images([str(p) for p in paths]), ref, atol=1e-5)   # PNG is lossless
+    assert not np.allclose(ref[0], ref[1], atol=1e-3)          # different photos, different vectors
+
+
+def test_prompt_ensemble_is_the_normalized_mean(embedder):
+    templates = ["a photo of a {}.", "a sketch of a {}."]
+    ens = embedder.prompt_ensemble(["cat", "dog"], templates)
+    manual = embedder.texts(["a photo of a cat.", "a sketch of a cat."]).mean(axis=0)
+    np.testing.assert_allclose(ens[0], manual / np.linalg.norm(manual), atol=1e-5)
+    assert ens.shape == (2, embedder.dim)
+    with pytest.raises(ValueError, match="template"):
+        embedder.prompt_ensemble(["cat"], ["no placeholder"])
+
+
+def test_a_single_string_is_refused(embedder):
+    with pytest.raises(TypeError, match=r"\[query\]"):
+        embedder.texts("a photo of a cat")
+
+
+def test_fingerprint_follows_the_architecture_not_the_dtype(clip_path, embedder):
+    from transformers import CLIPModel
+    bf16 = CLIPModel.from_pretrained(clip_path, dtype=torch.bfloat16)
+    assert model_fingerprint(bf16) == embedder.fingerprint
+    cfg = CLIPModel.from_pretrained(clip_path).config
+    cfg.vision_config.num_hidden_layers = 1
+    assert model_fingerprint(CLIPModel(cfg)) != embedder.fingerprint
+    assert embedder.collection_tag == f"clip-{embedder.dim}d-{embedder.fingerprint}"
+
+
+def test_missing_folder_says_how_to_download(tmp_path):
+    with pytest.raises(FileNotFoundError, match="download_models.sh clip"):
+        ClipEmbedder.from_pretrained(tmp_path / "nope")
+
+
+def test_bf16_model_still_gives_float32_unit_vectors(clip_path):
+    emb = ClipEmbedder.from_pretrained(clip_path, device="cpu", dtype=torch.bfloat16)
+    v = emb.images([Image.new("RGB", (300, 200), "red")])
+    assert v.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1, atol=1e-3)

@@ -1,0 +1,82 @@
+"""The generated-test-image cache: seeded, saved with metadata, skipped when present, same pixels again."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vlsteps import testimages
+
+PROMPTS = {"cat": "a photo of a cat", "dog": "a photo of a dog"}
+
+
+class FakeGenerator:
+    """Pixels from the seed alone (like a seeded diffusion pipeline); records every call."""
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, prompts, seeds):
+        self.calls.append(list(seeds))
+        return [Image.fromarray(np.random.default_rng(s).integers(0, 255, (16, 16, 3), dtype=np.uint8))
+                for s in seeds]
+
+
+def _plan(**kw):
+    return testimages.plan(PROMPTS, 3, model="fake", size=16, **kw)
+
+
+def test_seeds_depend_on_the_image_not_its_position():
+    a = {(s.category, s.index): s.seed for s in _plan()}
+    b = {(s.category, s.index): s.seed for s in testimages.plan({"dog": "x", "cat": "y", "car": "z"}, 4,
+                                                                 model="fake", size=16)}
+    assert all(b[key] == seed for key, seed in a.items())
+    assert len(set(a.values())) == len(a)
+    assert {s.seed for s in _plan(base_seed=1)}.isdisjoint(a.values())
+
+
+def test_generates_once_with_metadata_then_skips(tmp_path):
+    gen = FakeGenerator()
+    specs = _plan()
+    records = testimages.generate(specs, gen, tmp_path, batch_size=2, progress=False)
+    assert len(records) == 6 and sum(len(c) for c in gen.calls) == 6 and max(map(len, gen.calls)) == 2
+    meta = json.loads((tmp_path / "cat" / "cat_001.json").read_text())["settings"]
+    assert meta["prompt"] == "a photo of a cat" and meta["seed"] == specs[1].seed and meta["model"] == "fake"
+    assert meta["steps"] == 1 and meta["guidance_scale"] == 0.0
+    assert records[1]["path"].endswith("cat/cat_001.png") and records[1]["category"] == "cat"
+    gen.calls.clear()
+    assert testimages.generate(specs, gen, tmp_path, batch_size=2, progress=False) == records
+    assert gen.calls == []                               # all present: nothing generated
+    assert testimages.load_records(tmp_path) == sorted(records, key=lambda r: r["path"])
+
+
+def test_a_missing_image_regenerates_its_whole_batch_with_the_same_pixels(tmp_path):
+    gen = FakeGenerator()
+    specs = _plan()
+    testimages.generate(specs, gen, tmp_path, batch_size=2, progress=False)
+    before = (tmp_path / "cat" / "cat_001.png").read_bytes()
+    (tmp_path / "cat" / "cat_001.png").unlink()
+    gen.calls.clear()
+    testimages.generate(specs, gen, tmp_path, batch_size=2, progress=False)
+    assert gen.calls == [[specs[0].seed, specs[1].seed]]  # the fixed batch plan, not just the missing one
+    assert (tmp_path / "cat" / "cat_001.png").read_bytes() == before
+
+
+def test_changed_settings_regenerate(tmp_path):
+    gen = FakeGenerator()
+    testimages.generate(_plan(), gen, tmp_path, batch_size=3, progress=False)
+    gen.calls.clear()
+    testimages.generate(_plan(steps=4), gen, tmp_path, batch_size=3, progress=False)
+    assert sum(len(c) for c in gen.calls) == 6
+    assert json.loads((tmp_path / "dog" / "dog_000.json").read_text())["settings"]["steps"] == 4
+
+
+def test_bad_plans_and_generators_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="multiples of 8"):
+        testimages.plan(PROMPTS, 1, model="m", size=100)
+    with pytest.raises(ValueError, match="plain name"):
+        testimages.plan({"../x": "p"}, 1, model="m", size=16)
+    with pytest.raises(ValueError):
+        testimages.plan(PROMPTS, 0, model="m", size=16)
+    with pytest.raises(RuntimeError, match="returned 1 images for 2"):
+        testimages.generate(_plan(), lambda p, s: [Image.new("RGB", (16, 16))], tmp_path, batch_size=2,
+                            progress=False)

@@ -1,0 +1,178 @@
+"""CLIP embeddings as plain arrays: batched, under inference mode, L2-normalized, float32.
+
+Used by the CLIP notebook (zero-shot, the Chroma index, the search widget), by the BLIP notebook
+(CLIPScore, re-ranking captions) and by `python -m vlsteps.bench index`. One place decides how an
+image becomes a vector, so the index, the queries and the benchmark always agree.
+
+    embedder = ClipEmbedder.from_pretrained(vlsteps.model_dir("clip"), model_key="clip")
+    img = embedder.images([photo1, photo2])     # (2, D) float32, each row has norm 1
+    txt = embedder.texts(["a photo of a cat"])  # (1, D)
+    sims = img @ txt.T                           # cosine similarities
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+# Config keys that change with how a model was saved or loaded, not with what it computes.
+_VOLATILE_KEYS = {"_name_or_path", "transformers_version", "dtype", "torch_dtype", "_attn_implementation",
+                  "_attn_implementation_autoset", "_commit_hash", "architectures", "output_attentions",
+                  "output_hidden_states", "return_dict", "use_cache"}
+
+
+def _as_pil(item) -> Image.Image:
+    """A PIL image from a PIL image or a path (decoding happens here, so it can run in a worker thread)."""
+    if isinstance(item, Image.Image):
+        return item.convert("RGB")
+    from .images import load_image
+    return load_image(item)
+
+
+def _strip(obj):
+    if isinstance(obj, dict):
+        return {k: _strip(v) for k, v in sorted(obj.items()) if k not in _VOLATILE_KEYS}
+    if isinstance(obj, (list, tuple)):
+        return [_strip(v) for v in obj]
+    return obj
+
+
+def model_fingerprint(model) -> str:
+    """8 hex chars that differ between architectures and sizes (a stand-in vs the real CLIP) but not
+    between dtypes or load paths of one checkpoint. Part of the Chroma collection name."""
+    cfg = model.config.to_dict()
+    text = json.dumps(_strip(cfg), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+class ClipEmbedder:
+    """Wraps a `CLIPModel` (or any model with get_image_features/get_text_features) and its processor.
+
+    `images()` / `texts()` return `np.ndarray` of shape (N, dim), float32, rows L2-normalized, so a dot
+    product is the cosine similarity. Work is done in batches of `batch_size` under
+    `torch.inference_mode()`; while one batch runs through the model the next one is decoded and
+    preprocessed in a background thread (`prefetch=True`).
+    """
+
+    def __init__(self, model, processor, device=None, batch_size: int = 32, model_key: str = "clip",
+                 prefetch: bool = True):
+        self.model = model.eval()
+        self.processor = processor
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        if next(model.parameters()).device != self.device:
+            self.model = self.model.to(self.device)
+        self.dtype = next(self.model.parameters()).dtype
+        self.batch_size = int(batch_size)
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model_key = model_key
+        self.prefetch = prefetch
+        self.dim = int(model.config.projection_dim)
+        self.fingerprint = model_fingerprint(model)
+
+    @classmethod
+    def from_pretrained(cls, path, model_key: str = "clip", device=None, dtype=None, batch_size: int = 32,
+                        attn_implementation: str | None = "sdpa"):
+        """Load `CLIPModel` + `CLIPProcessor` from a local folder (e.g. `vlsteps.model_dir("clip")`)."""
+        from transformers import CLIPModel, CLIPProcessor
+
+        from .device import pick_device, pick_dtype
+        path = Path(path)
+        if not path.is_dir():
+            raise FileNotFoundError(f"No model folder {path}: download it first (scripts/download_models.sh "
+                                    f"{model_key})")
+        device = device or pick_device()
+        dtype = dtype or pick_dtype(device)
+        kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
+        model = CLIPModel.from_pretrained(path, dtype=dtype, **kwargs).to(device)
+        processor = CLIPProcessor.from_pretrained(path)
+        return cls(model, processor, device=device, batch_size=batch_size, model_key=model_key)
+
+    def __repr__(self) -> str:
+        return (f"ClipEmbedder(model_key={self.model_key!r}, dim={self.dim}, fingerprint={self.fingerprint}, "
+                f"device={self.device.type}, dtype={str(self.dtype).replace('torch.', '')}, "
+                f"batch_size={self.batch_size})")
+
+    @property
+    def collection_tag(self) -> str:
+        """`<model_key>-<dim>d-<fingerprint>`: what binds a vector store to this embedding model."""
+        return f"{self.model_key}-{self.dim}d-{self.fingerprint}"
+
+    # --- images -------------------------------------------------------------------------------------
+    def pixel_values(self, images: Sequence) -> torch.Tensor:
+        """Decode (if paths) and preprocess a batch with the model's own processor: (B, 3, H, W)."""
+        pil = [_as_pil(x) for x in images]
+        return self.processor(images=pil, return_tensors="pt")["pixel_values"]
+
+    def _batches(self, items: Sequence) -> Iterable[torch.Tensor]:
+        chunks = [items[i:i + self.batch_size] for i in range(0, len(items), self.batch_size)]
+        if not self.prefetch or len(chunks) < 2:
+            for chunk in chunks:
+                yield self.pixel_values(chunk)
+            return
+        # One worker: batch i+1 is decoded/preprocessed while batch i runs through the model.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(self.pixel_values, chunks[0])
+            for nxt in chunks[1:]:
+                current = pending.result()
+                pending = pool.submit(self.pixel_values, nxt)
+                yield current
+            yield pending.result()
+
+    def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Projected, L2-normalized image embeddings for preprocessed pixels (stays on the device)."""
+        with torch.inference_mode():
+            pixel_values = pixel_values.to(self.device, self.dtype, non_blocking=True)
+            out = self.model.get_image_features(pixel_values=pixel_values)
+            feats = out.pooler_output if hasattr(out, "pooler_output") else out   # transformers 5: an object
+            return torch.nn.functional.normalize(feats.float(), dim=-1)
+
+    def images(self, images: Sequence) -> np.ndarray:
+        """(N, dim) float32, L2-normalized. `images`: PIL images and/or file paths."""
+        images = list(images)
+        if not images:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out = [self.image_features(pv).cpu().numpy() for pv in self._batches(images)]
+        return np.concatenate(out).astype(np.float32, copy=False)
+
+    # --- texts --------------------------------------------------------------------------------------
+    def texts(self, texts: Sequence[str]) -> np.ndarray:
+        """(N, dim) float32, L2-normalized. Texts longer than the model's 77 tokens are truncated."""
+        if isinstance(texts, str):
+            raise TypeError("texts() takes a list of strings; wrap a single query as [query]")
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        tok = getattr(self.processor, "tokenizer", self.processor)
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(texts), self.batch_size):
+                enc = tok(texts[i:i + self.batch_size], padding=True, truncation=True, return_tensors="pt")
+                enc = {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+                res = self.model.get_text_features(**enc)
+                feats = res.pooler_output if hasattr(res, "pooler_output") else res
+                out.append(torch.nn.functional.normalize(feats.float(), dim=-1).cpu().numpy())
+        return np.concatenate(out).astype(np.float32, copy=False)
+
+    def prompt_ensemble(self, classnames: Sequence[str], templates: Sequence[str]) -> np.ndarray:
+        """One text embedding per class: the normalized mean over templates like "a photo of a {}."
+        (CLIP paper, sec. 3.1.4). Returns (n_classes, dim), float32, rows normalized."""
+        if not templates or any("{}" not in t for t in templates):
+            raise ValueError("each template needs a '{}' where the class name goes, e.g. 'a photo of a {}.'")
+        prompts = [t.format(c) for c in classnames for t in templates]
+        emb = self.texts(prompts).reshape(len(classnames), len(templates), self.dim).mean(axis=1)
+        return (emb / np.linalg.norm(emb, axis=1, keepdims=True)).astype(np.float32)
+
+    @property
+    def logit_scale(self) -> float:
+        """CLIP's learned temperature, exp(logit_scale): similarities are multiplied by it before softmax."""
+        scale = getattr(self.model, "logit_scale", None)
+        return float(scale.detach().float().exp()) if scale is not None else 100.0
+
+

@@ -1,0 +1,90 @@
+"""A search box over the image index: type a query or pick an image, see the nearest images.
+
+The logic (`SearchWidget.search`) is plain Python that returns hits and sets a status line, so it is
+unit-tested without a browser; the ipywidgets layer only wires the box, the picker and the button to it.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import matplotlib.pyplot as plt
+
+from . import index
+from .plotting import show_grid
+
+
+def hit_caption(hit: index.Hit) -> str:
+    """'0.93 | cat' : similarity and category, what a reader checks first."""
+    return f"{hit.similarity:.2f} | {hit.category or '?'}"
+
+
+def show_hits(hits: list[index.Hit], title: str | None = None, ncols: int = 4, size: float = 2.5):
+    """A result grid: each hit's image with its similarity and category. Returns the figure."""
+    if not hits:
+        raise ValueError("no hits to show (is the collection empty?)")
+    return show_grid([h.image() for h in hits], [hit_caption(h) for h in hits], ncols=ncols, size=size, title=title)
+
+
+class SearchWidget:
+    """`SearchWidget(collection, embedder, images={"cat": path_or_pil, ...}).widget` in a notebook cell.
+
+    `search(text=...)` or `search(image_name=...)` runs the query, draws the grid into the output area and
+    returns the hits; errors (empty query, unknown image) become a status message, not a traceback.
+    """
+
+    def __init__(self, collection, embedder, images: dict | None = None, k: int = 8,
+                 render: Callable | None = None):
+        import ipywidgets as w
+        self.collection, self.embedder, self.k = collection, embedder, int(k)
+        self.images = dict(images or {})
+        self.render = render or self._render
+        self.last_hits: list[index.Hit] = []
+        self.text = w.Text(placeholder="a photo of a cat", description="Query:", continuous_update=False,
+                           layout=w.Layout(width="60%"))
+        self.picker = w.Dropdown(options=[""] + list(self.images), value="", description="or image:")
+        self.k_slider = w.IntSlider(value=self.k, min=1, max=32, description="k")
+        self.button = w.Button(description="Search", button_style="primary", icon="search")
+        self.status = w.HTML("")
+        self.output = w.Output()
+        self.button.on_click(lambda _: self.search(text=self.text.value))
+        self.text.observe(lambda change: self.search(text=change["new"]), names="value")
+        self.picker.observe(lambda change: change["new"] and self.search(image_name=change["new"]), names="value")
+        self.widget = w.VBox([w.HBox([self.text, self.button]), w.HBox([self.picker, self.k_slider]),
+                              self.status, self.output])
+
+    def search(self, text: str | None = None, image_name: str | None = None) -> list[index.Hit]:
+        """Run one query (text, or one of `images` by name); show and return the hits."""
+        k = int(self.k_slider.value)
+        try:
+            if image_name:
+                if image_name not in self.images:
+                    raise KeyError(f"no image named {image_name!r}; choose one of {', '.join(self.images)}")
+                hits = index.search_by_image(self.collection, self.embedder, self.images[image_name], k=k)
+                title = f"nearest to image '{image_name}'"
+            else:
+                if not text or not text.strip():
+                    self.status.value = "Type a query (e.g. <i>a photo of a cat</i>) or pick an image."
+                    self.last_hits = []
+                    return []
+                hits = index.search_by_text(self.collection, self.embedder, text, k=k)
+                title = f"nearest to '{text.strip()}'"
+        except (KeyError, ValueError) as e:
+            self.status.value = f"<span style='color:#b00020'>{e.args[0] if e.args else e}</span>"
+            self.last_hits = []
+            return []
+        self.last_hits = hits
+        self.status.value = (f"{len(hits)} of {self.collection.count()} images, "
+                             f"best similarity {hits[0].similarity:.3f}" if hits else "the collection is empty")
+        if hits:
+            self.render(hits, title)
+        return hits
+
+    def _render(self, hits, title):
+        # Set the Output widget's outputs directly rather than capturing with `with self.output:` and
+        # clear_output(wait=True): that capture path intermittently hangs headless runs (nbclient, CI).
+        fig = show_hits(hits, title=title)
+        try:
+            self.output.outputs = ()
+            self.output.append_display_data(fig)
+        finally:
+            plt.close(fig)
