@@ -16,6 +16,7 @@ from . import models, notebooks
 
 CHECK = "# NBVAL_CHECK_OUTPUT"
 IGNORE = "# NBVAL_IGNORE_OUTPUT"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 def first_line(cell) -> str:
@@ -38,7 +39,8 @@ def text_outputs(cell) -> str:
         if out.output_type == "stream" and out.name == "stdout":
             texts.append(out.text)
         elif out.output_type in ("execute_result", "display_data") and "text/plain" in out.get("data", {}):
-            if "image/png" not in out.data:   # "<Figure size ...>" says nothing
+            # "<Figure size ...>" says nothing, and a widget's text (a tqdm bar) is a snapshot of live state.
+            if not {"image/png", WIDGET_VIEW} & set(out.data):
                 texts.append(out.data["text/plain"])
         elif out.output_type == "error":
             texts.append(f"{out.ename}: {out.evalue}")
