@@ -4,19 +4,8 @@ import pytest
 import torch
 from PIL import Image
 
-from vlsteps import models, sample_photos
+from vlsteps import sample_photos
 from vlsteps.embed import ClipEmbedder, model_fingerprint
-from vlsteps.standins import ensure_standin
-
-
-@pytest.fixture(scope="module")
-def clip_path():
-    return ensure_standin("clip", models.standins_dir())
-
-
-@pytest.fixture(scope="module")
-def embedder(clip_path):
-    return ClipEmbedder.from_pretrained(clip_path, device="cpu", dtype=torch.float32, batch_size=4)
 
 
 @pytest.fixture(scope="module")

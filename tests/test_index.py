@@ -15,9 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
-from vlsteps import index, models
+from vlsteps import index
 from vlsteps.embed import ClipEmbedder
-from vlsteps.standins import ensure_standin
 
 SERVER_START_TIMEOUT_S = 120
 
@@ -79,16 +78,6 @@ def client(request, tmp_path):
         for col in server.list_collections():        # each test starts from an empty server
             server.delete_collection(col.name)
         yield server
-
-
-@pytest.fixture(scope="module")
-def clip_path():
-    return ensure_standin("clip", models.standins_dir())
-
-
-@pytest.fixture(scope="module")
-def embedder(clip_path):
-    return ClipEmbedder.from_pretrained(clip_path, device="cpu", dtype=torch.float32, batch_size=4)
 
 
 @pytest.fixture(scope="module")
