@@ -86,7 +86,8 @@ def strip_outputs(nb, keep_checks: bool = True):
 
 
 def _model_report(nb: notebooks.Notebook) -> str:
-    return ", ".join(f"{m.key}={'real' if models.is_real(m.key) else 'STAND-IN'}" for m in nb.models) or "none"
+    used = [m for m in nb.models if not m.optional]   # optional models are opt-in inside the notebook
+    return ", ".join(f"{m.key}={'real' if models.is_real(m.key) else 'STAND-IN'}" for m in used) or "none"
 
 
 def run(selected: list[notebooks.Notebook], out: Path) -> int:
@@ -106,7 +107,7 @@ def run(selected: list[notebooks.Notebook], out: Path) -> int:
         html, _ = HTMLExporter().from_notebook_node(executed)
         (out / f"{nb.name}.html").write_text(html, encoding="utf-8")
         print(f"{nb.name}: ok in {time.perf_counter() - start:.1f} s -> {out / nb.name}.ipynb/.html", flush=True)
-    if any(not models.is_real(m.key) for nb in selected for m in nb.models):
+    if any(not models.is_real(m.key) for nb in selected for m in nb.models if not m.optional):
         print("NOTE: stand-ins (tiny random weights) were used where a model is not downloaded; their outputs are"
               " gibberish by design. Download real checkpoints with scripts/download_models.sh KEY.")
     if failed:
