@@ -66,3 +66,5 @@ def test_clip_score_uses_the_embedder_pairwise():
         clip_score(emb, ["cat.png"], ["a cat", "a dog"])
     with pytest.raises(TypeError):
         clip_score(emb, ["cat.png"], [None])
+    with pytest.raises(TypeError, match="wrap a single caption"):   # not scored letter by letter
+        clip_score(emb, ["cat.png", "dog.png", "cat.png", "dog.png", "cat.png"], "a cat")

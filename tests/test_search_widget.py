@@ -79,3 +79,13 @@ def test_default_render_draws_a_grid_with_similarity_and_category(setup):
     assert len([ax for ax in fig.axes if ax.images]) == len(hits)
     with pytest.raises(ValueError):
         show_hits([])
+
+
+def test_typing_then_clicking_searches_once(setup):
+    box, rendered, _ = setup
+    box.text.value = "green"               # leaving the box fires the search...
+    box.button.click()                     # ...and the click on the same query adds nothing
+    assert len(rendered) == 1
+    box.k_slider.value = 3
+    box.button.click()                     # a new k is a new search
+    assert len(rendered) == 2 and len(rendered[-1][0]) == 3

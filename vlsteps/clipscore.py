@@ -43,8 +43,10 @@ def clip_score_from_embeddings(image_emb, text_emb, w: float = W) -> np.ndarray:
 def clip_score(embedder, images: Sequence, captions: Sequence[str], w: float = W) -> np.ndarray:
     """CLIPScore of each (image, caption) pair, with `embedder` a `vlsteps.embed.ClipEmbedder` (or anything
     with `.images(list)` and `.texts(list)` returning (n, dim) arrays)."""
+    if isinstance(captions, str):
+        raise TypeError("captions must be a list of strings; wrap a single caption as [caption]")
     images, captions = list(images), list(captions)
-    if isinstance(captions, str) or any(not isinstance(c, str) for c in captions):
+    if any(not isinstance(c, str) for c in captions):
         raise TypeError("captions must be a list of strings")
     if len(images) != len(captions):
         raise ValueError(f"{len(images)} images but {len(captions)} captions: give one caption per image")

@@ -19,7 +19,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
+
+from .images import load_image
 
 # Config keys that change with how a model was saved or loaded, not with what it computes.
 _VOLATILE_KEYS = {"_name_or_path", "transformers_version", "dtype", "torch_dtype", "_attn_implementation",
@@ -27,12 +28,10 @@ _VOLATILE_KEYS = {"_name_or_path", "transformers_version", "dtype", "torch_dtype
                   "output_hidden_states", "return_dict", "use_cache"}
 
 
-def _as_pil(item) -> Image.Image:
-    """A PIL image from a PIL image or a path (decoding happens here, so it can run in a worker thread)."""
-    if isinstance(item, Image.Image):
-        return item.convert("RGB")
-    from .images import load_image
-    return load_image(item)
+def _unit(out) -> torch.Tensor:
+    """The projected embedding, L2-normalized in float32 (transformers 5 wraps it in an output object)."""
+    feats = out.pooler_output if hasattr(out, "pooler_output") else out
+    return torch.nn.functional.normalize(feats.float(), dim=-1)
 
 
 def _strip(obj):
@@ -107,7 +106,7 @@ class ClipEmbedder:
     # --- images -------------------------------------------------------------------------------------
     def pixel_values(self, images: Sequence) -> torch.Tensor:
         """Decode (if paths) and preprocess a batch with the model's own processor: (B, 3, H, W)."""
-        pil = [_as_pil(x) for x in images]
+        pil = [load_image(x) for x in images]
         return self.processor(images=pil, return_tensors="pt")["pixel_values"]
 
     def _batches(self, items: Sequence) -> Iterable[torch.Tensor]:
@@ -129,9 +128,7 @@ class ClipEmbedder:
         """Projected, L2-normalized image embeddings for preprocessed pixels (stays on the device)."""
         with torch.inference_mode():
             pixel_values = pixel_values.to(self.device, self.dtype, non_blocking=True)
-            out = self.model.get_image_features(pixel_values=pixel_values)
-            feats = out.pooler_output if hasattr(out, "pooler_output") else out   # transformers 5: an object
-            return torch.nn.functional.normalize(feats.float(), dim=-1)
+            return _unit(self.model.get_image_features(pixel_values=pixel_values))
 
     def images(self, images: Sequence) -> np.ndarray:
         """(N, dim) float32, L2-normalized. `images`: PIL images and/or file paths."""
@@ -155,9 +152,7 @@ class ClipEmbedder:
             for i in range(0, len(texts), self.batch_size):
                 enc = tok(texts[i:i + self.batch_size], padding=True, truncation=True, return_tensors="pt")
                 enc = {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
-                res = self.model.get_text_features(**enc)
-                feats = res.pooler_output if hasattr(res, "pooler_output") else res
-                out.append(torch.nn.functional.normalize(feats.float(), dim=-1).cpu().numpy())
+                out.append(_unit(self.model.get_text_features(**enc)).cpu().numpy())
         return np.concatenate(out).astype(np.float32, copy=False)
 
     def prompt_ensemble(self, classnames: Sequence[str], templates: Sequence[str]) -> np.ndarray:

@@ -20,11 +20,13 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Sequence
 from urllib.parse import urlparse
 
 import numpy as np
 from PIL import Image
+
+from .images import load_image
 
 SPACES = ("cosine", "ip", "l2")
 ENV_URL = "VLSTEPS_CHROMA_URL"
@@ -50,7 +52,7 @@ class Hit:
         path = self.metadata.get("path")
         if not path:
             raise KeyError(f"hit {self.id} has no 'path' in its metadata")
-        return Image.open(path).convert("RGB")
+        return load_image(path)
 
 
 # --- clients -----------------------------------------------------------------------------------------
@@ -138,9 +140,7 @@ def check_dim(collection, vectors: np.ndarray) -> None:
 def content_id(image) -> str:
     """sha256 of the decoded pixels (size, mode, bytes): the same picture always gets the same id,
     whether it comes from a PNG file, a JPEG decoded the same way or an in-memory PIL image."""
-    if not isinstance(image, Image.Image):
-        image = Image.open(image)
-    image = image.convert("RGB")
+    image = load_image(image)
     h = hashlib.sha256(f"{image.width}x{image.height}:RGB:".encode())
     h.update(image.tobytes())
     return h.hexdigest()[:32]
@@ -176,6 +176,7 @@ def index_images(collection, embedder, images: Sequence, metadatas: Sequence[dic
         raise DimensionMismatchError(
             f"Collection {collection.name!r} stores {collection_dim(collection)}-d vectors; this embedder "
             f"({embedder.model_key}) makes {embedder.dim}-d ones. Use image_collection(client, embedder).")
+    images = [load_image(im) for im in images]   # decoded once: for the ids and, if new, the embedding
     ids = [content_id(im) for im in images]
     first: dict[str, int] = {}
     for i, id_ in enumerate(ids):
@@ -249,17 +250,3 @@ def metadatas(collection, where: dict | None = None) -> list[dict]:
     """Every item's metadata (sorted by id so the order is stable across runs)."""
     res = collection.get(where=where, include=["metadatas"])
     return [dict(m or {}, id=i) for i, m in sorted(zip(res["ids"], res["metadatas"]))]
-
-
-def unindexed(collection, images: Iterable) -> list:
-    """The images whose content id is not in the collection yet."""
-    images = list(images)
-    ids = [content_id(im) for im in images]
-    present = set(collection.get(ids=ids, include=[])["ids"]) if ids else set()
-    return [im for im, i in zip(images, ids) if i not in present]
-
-
-def stats(collection) -> dict[str, Any]:
-    meta = collection.metadata or {}
-    return {"name": collection.name, "count": collection.count(), "dim": meta.get("dim"),
-            "space": meta.get("space")}

@@ -39,6 +39,7 @@ class SearchWidget:
         self.images = dict(images or {})
         self.render = render or self._render
         self.last_hits: list[index.Hit] = []
+        self._searched: tuple | None = None   # (text, k) of the last text query
         self.text = w.Text(placeholder="a photo of a cat", description="Query:", continuous_update=False,
                            layout=w.Layout(width="60%"))
         self.picker = w.Dropdown(options=[""] + list(self.images), value="", description="or image:")
@@ -46,8 +47,11 @@ class SearchWidget:
         self.button = w.Button(description="Search", button_style="primary", icon="search")
         self.status = w.HTML("")
         self.output = w.Output()
-        self.button.on_click(lambda _: self.search(text=self.text.value))
+        # Enter (or leaving the box) searches; so does the button, unless that query and k were just
+        # searched: typing then clicking fires both, and one search is enough.
         self.text.observe(lambda change: self.search(text=change["new"]), names="value")
+        self.button.on_click(lambda _: (self.text.value, int(self.k_slider.value)) != self._searched
+                             and self.search(text=self.text.value))
         self.picker.observe(lambda change: change["new"] and self.search(image_name=change["new"]), names="value")
         self.widget = w.VBox([w.HBox([self.text, self.button]), w.HBox([self.picker, self.k_slider]),
                               self.status, self.output])
@@ -66,6 +70,7 @@ class SearchWidget:
                     self.status.value = "Type a query (e.g. <i>a photo of a cat</i>) or pick an image."
                     self.last_hits = []
                     return []
+                self._searched = (text, k)
                 hits = index.search_by_text(self.collection, self.embedder, text, k=k)
                 title = f"nearest to '{text.strip()}'"
         except (KeyError, ValueError) as e:
