@@ -7,11 +7,10 @@ the answers side by side. Files are small JSON documents under `outputs_dir()/an
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 
+from .files import atomic_write
 from .models import outputs_dir
 
 # Sample photo name (vlsteps.sample_photo) -> the questions every VQA notebook asks about it.
@@ -55,16 +54,7 @@ def save_answers(notebook: str, model_key: str, answers: dict[str, dict[str, str
     path = answers_path(notebook)
     record = {"notebook": notebook, "model": str(model_key), "standin": bool(standin),
               "answers": _check_answers(answers)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(record, f, indent=1, ensure_ascii=False, sort_keys=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, json.dumps(record, indent=1, ensure_ascii=False) + "\n")
     return path
 
 

@@ -15,12 +15,15 @@ guidance 0), so nothing model-specific lives here. What this module guarantees:
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 from PIL import Image
+
+from .files import atomic_write
 
 # The generation call: (prompts, seeds) -> one PIL image per prompt, image i seeded with seeds[i].
 GenerateFn = Callable[[list[str], list[int]], list[Image.Image]]
@@ -128,11 +131,10 @@ def generate(specs: Sequence[PlannedImage], generate_fn: GenerateFn, out_dir, ba
 def save(out_dir, spec: PlannedImage, image: Image.Image) -> Path:
     """Write the PNG, then its JSON (the JSON last: a crash in between leaves the image 'missing')."""
     png, meta = _paths(Path(out_dir), spec)
-    png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = png.with_suffix(".tmp.png")
-    image.convert("RGB").save(tmp, format="PNG")
-    tmp.replace(png)
-    meta.write_text(json.dumps({"settings": spec.settings(), "file": png.name}, indent=1, sort_keys=True) + "\n")
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, format="PNG")
+    atomic_write(png, buf.getvalue())
+    atomic_write(meta, json.dumps({"settings": spec.settings(), "file": png.name}, indent=1, sort_keys=True) + "\n")
     return png
 
 
