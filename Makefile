@@ -10,7 +10,8 @@ TEST_ENV := VLSTEPS_STANDINS=1 VLSTEPS_MODELS_DIR=$(CURDIR)/build/test-models \
             VLSTEPS_OUTPUTS_DIR=$(CURDIR)/build/test-outputs HF_HUB_OFFLINE=1 \
             ANONYMIZED_TELEMETRY=False PYTHONHASHSEED=0
 
-.PHONY: run test venv standins lab readme clean notebooks bench lavis-env lavis-smoke
+.PHONY: run test venv standins lab readme clean notebooks sync bench lavis-env lavis-smoke browser-deps \
+        check-python
 
 venv: $(STAMP)
 
@@ -24,17 +25,26 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 run: $(STAMP) lavis-env
 	VLSTEPS_STANDINS=1 HF_HUB_OFFLINE=1 ANONYMIZED_TELEMETRY=False $(PY) -m vlsteps.runner --out build
 
-test: $(STAMP) lavis-env
+test: $(STAMP) lavis-env browser-deps
 	@start=$$(date +%s); \
 	$(TEST_ENV) $(PY) -m pytest tests notebooks --ignore=notebooks/blip2_lavis.ipynb --nbval-lax \
-	    --nbval-current-env -p no:cacheprovider -q; \
+	    --nbval-current-env -p no:cacheprovider -q -rs; \
 	status=$$?; \
 	$(TEST_ENV) scripts/lavis_smoke.sh || status=1; \
 	echo "make test: total wall time $$(( $$(date +%s) - start )) s"; exit $$status
 
 # The LAVIS route (notebooks/blip2_lavis.ipynb): its own venv (.venv-lavis) and kernel, never in .venv.
+# Without a Python 3.11 it is skipped with one line (LAVIS_PYTHON=/path/to/python3.11 turns it on).
 lavis-env: $(STAMP)
 	scripts/lavis_env.sh
+
+# Debian's chromium for the browser test (tests/test_browser.py); says so and goes on where it cannot install.
+browser-deps:
+	scripts/browser_deps.sh
+
+# One Python version end to end in a fresh venv of its own: make check-python V=3.13
+check-python:
+	scripts/check_python.sh $(V)
 
 lavis-smoke: lavis-env
 	$(TEST_ENV) scripts/lavis_smoke.sh
@@ -58,3 +68,7 @@ clean:
 # Re-execute notebooks on stand-ins and keep only the outputs of NBVAL_CHECK_OUTPUT cells (commit these).
 notebooks: $(STAMP) lavis-env
 	$(TEST_ENV) $(PY) -m vlsteps.runner --refresh $(NB)
+
+# Rewrite only the generated cells (Colab badge, install cell) from vlsteps/notebooks.py; nothing is executed.
+sync: $(STAMP)
+	$(PY) -m vlsteps.runner --sync $(NB)

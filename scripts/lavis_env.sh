@@ -13,14 +13,25 @@
 #   $MAIN_VENV/share/jupyter/kernels/vlsteps-lavis                     when the main venv exists: its jupyter lab
 #                                                                      and nbclient then list the kernel as is
 # Environment:
-#   PYTHON          interpreter that creates the venv (default python3.11, else python3; must be 3.11:
-#                   transformers 4.26 needs tokenizers 0.13, which has no wheels for newer Pythons)
+#   LAVIS_PYTHON    interpreter that creates the venv (default python3.11, else python3 if it is 3.11; must
+#                   be 3.11: transformers 4.26 needs tokenizers 0.13, which has no wheels for newer Pythons).
+#                   Without LAVIS_PYTHON and without a Python 3.11 on PATH the LAVIS route is skipped (exit 0, one
+#                   line that says how to turn it on); an explicit LAVIS_PYTHON that is not 3.11 is an error.
 #   LAVIS_VENV      where the venv goes (default <repo>/.venv-lavis)
 #   MAIN_VENV       the main venv that also gets the kernel spec (default <repo>/.venv; skipped if missing)
 #   KERNEL_NAME     default vlsteps-lavis (notebooks/blip2_lavis.ipynb names this kernel)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
+is_311() { "$1" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; }
+if [ -z "${LAVIS_PYTHON:-}" ]; then
+    for candidate in python3.11 python3; do
+        if command -v "$candidate" >/dev/null && is_311 "$candidate"; then
+            LAVIS_PYTHON=$(command -v "$candidate"); break
+        fi
+    done
+fi
+# `lavis_env.sh --has-python`: whether there is an interpreter to build the environment with (lavis_smoke.sh).
+if [ "${1:-}" = "--has-python" ]; then [ -n "${LAVIS_PYTHON:-}" ]; exit; fi
 LAVIS_VENV=${LAVIS_VENV:-$ROOT/.venv-lavis}
 MAIN_VENV=${MAIN_VENV:-$ROOT/.venv}
 KERNEL_NAME=${KERNEL_NAME:-vlsteps-lavis}
@@ -36,13 +47,18 @@ if [ -x "$PY" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$want" ]; then
     echo "lavis-env: $LAVIS_VENV is up to date"
 else
     if ! [ -x "$PY" ]; then
-        if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+        if [ -z "${LAVIS_PYTHON:-}" ]; then
+            echo "lavis-env: SKIPPED: the LAVIS route (notebooks/blip2_lavis.ipynb) needs Python 3.11 and there is" \
+                 "none on PATH; everything else runs. To turn it on: LAVIS_PYTHON=/path/to/python3.11 make lavis-env"
+            exit 0
+        fi
+        if ! is_311 "$LAVIS_PYTHON"; then
             echo "lavis-env: needs Python 3.11 (LAVIS pins transformers 4.26 / tokenizers 0.13), got" \
-                 "$("$PYTHON" -V 2>&1) from $PYTHON; set PYTHON=/path/to/python3.11" >&2
+                 "$("$LAVIS_PYTHON" -V 2>&1) from $LAVIS_PYTHON; set LAVIS_PYTHON=/path/to/python3.11" >&2
             exit 1
         fi
-        echo "lavis-env: creating $LAVIS_VENV with $("$PYTHON" -V 2>&1)"
-        "$PYTHON" -m venv "$LAVIS_VENV"
+        echo "lavis-env: creating $LAVIS_VENV with $("$LAVIS_PYTHON" -V 2>&1)"
+        "$LAVIS_PYTHON" -m venv "$LAVIS_VENV"
     fi
     rm -f "$STAMP"
     "$PY" -m pip install -q --upgrade pip

@@ -21,6 +21,11 @@ NOTEBOOK=$ROOT/notebooks/blip2_lavis.ipynb
 KERNEL_DIR=$LAVIS_VENV/jupyter-kernel/share/jupyter
 
 if ! [ -x "$LAVIS_VENV/bin/python" ] || ! [ -d "$KERNEL_DIR/kernels/vlsteps-lavis" ]; then
+    if ! "$ROOT/scripts/lavis_env.sh" --has-python; then
+        echo "lavis-smoke: SKIPPED: no Python 3.11 on PATH, so there is no LAVIS environment to test." \
+             "To turn it on: LAVIS_PYTHON=/path/to/python3.11 make lavis-env"
+        exit 0
+    fi
     echo "lavis-smoke: no LAVIS environment at $LAVIS_VENV: run \`make lavis-env\` (scripts/lavis_env.sh) first" >&2
     exit 1
 fi

@@ -1,4 +1,6 @@
 """What every notebook promises: it exists with its own Colab badge, is committed clean, and re-runs the same."""
+import re
+
 import nbformat
 import pytest
 
@@ -14,10 +16,33 @@ def read(nb):
 
 
 @pytest.mark.parametrize("nb", ALL, ids=lambda nb: nb.name)
-def test_notebook_exists_with_its_own_colab_badge(nb):
-    first = read(nb).cells[0]
-    assert first.cell_type == "markdown"
-    assert nb.colab_url in first.source, f"{nb.path}: first cell must carry {nb.colab_badge}"
+def test_badge_and_install_cell_are_the_generated_ones(nb):
+    cells = read(nb).cells
+    assert cells[0].cell_type == "markdown"
+    assert nb.colab_badge in cells[0].source, f"{nb.path}: first cell must carry {nb.colab_badge} (make sync)"
+    assert cells[1].source == nb.install_cell, f"{nb.path}: the install cell differs from the generated one (make sync)"
+    text = "\n".join(cell.source for cell in cells)
+    for url in re.findall(r"https://colab\.research\.google\.com/github/[^\s)]+", text):
+        assert url in {other.colab_url for other in ALL}, f"{nb.path}: {url} is not a generated Colab link"
+    for spec in re.findall(r"git\+https://[^\s\"']+", text):
+        assert f"vlsteps @ {spec}" == notebooks.PIP_SPEC, f"{nb.path}: installs from {spec}, not {notebooks.HOME}"
+
+
+def test_home_url_is_written_once():
+    pyproject = (models.REPO_ROOT / "pyproject.toml").read_text()   # no tomllib on Python 3.10
+    assert re.findall(r'^Homepage = "(.*)"$', pyproject, re.M) == [notebooks.HOME]
+
+
+def test_sync_rewrites_a_stale_badge_and_install_cell():
+    nb = notebooks.get("vit")
+    node = read(nb)
+    node.cells[0].source = node.cells[0].source.replace(notebooks.GITHUB_REPO, "someone/old-fork")
+    node.cells[1].source = node.cells[1].source.replace("git+https", "git+http")
+    node.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {}}
+    synced = nb.sync(node)
+    assert nb.colab_badge in synced.cells[0].source and "old-fork" not in synced.cells[0].source
+    assert synced.cells[1].source == nb.install_cell
+    assert "widgets" not in synced.metadata
 
 
 @pytest.mark.parametrize("nb", ALL, ids=lambda nb: nb.name)
@@ -30,6 +55,12 @@ def test_committed_without_outputs_except_check_cells(nb):
         else:
             assert not cell.outputs and cell.execution_count is None, \
                 f"{nb.path} cell {i}: commit without outputs (make notebooks)"
+
+
+@pytest.mark.parametrize("nb", ALL, ids=lambda nb: nb.name)
+def test_committed_without_widget_state(nb):
+    # GitHub refuses to render a notebook whose metadata.widgets has no `state`; the runner never writes it.
+    assert "widgets" not in read(nb).metadata, f"{nb.path}: metadata.widgets must not be committed (make sync)"
 
 
 @pytest.mark.parametrize("nb", ALL, ids=lambda nb: nb.name)

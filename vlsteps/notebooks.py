@@ -1,11 +1,35 @@
-"""The notebooks, in teaching order: the README table, Colab badges and `make run` read this list."""
+"""The notebooks, in teaching order: the README table, `make run`, and each notebook's Colab badge and install
+cell (generated here from the one home URL; tests/test_notebooks.py fails when a notebook's copy differs)."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from . import registry
 
-GITHUB_REPO = "vlsteps/vlsteps"
+HOME = "https://github.com/vlsteps/vlsteps"     # the project's home: pyproject.toml's Homepage says the same
+GITHUB_REPO = HOME.removeprefix("https://github.com/")
+PIP_SPEC = f"vlsteps @ git+{HOME}"
+LAVIS_HINT = "LAVIS_PYTHON=/path/to/python3.11 make lavis-env"
+_BADGE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)")
+
+_INSTALL = """# On Colab: install vlsteps (keeps Colab's own torch) and download this notebook's {what}.
+import sys
+if "google.colab" in sys.modules:
+    %pip install -q "{spec}"
+    !python -m vlsteps.download {keys}"""
+_OPTIONAL = "\n    # Optional, not downloaded here: !python -m vlsteps.download {key}"
+_INSTALL_LAVIS = """# On Colab: LAVIS replaces Colab's transformers and NumPy in this runtime (nothing else of this collection runs
+# in it afterwards). Run this cell, then Runtime > Restart session, then run the notebook from the top.
+# LAVIS's transformers 4.26 needs tokenizers 0.13, which has wheels up to Python 3.11 only.
+import sys
+if "google.colab" in sys.modules:
+    if sys.version_info[:2] == (3, 11):
+        %pip install -q salesforce-lavis==1.0.2 "numpy<2" "transformers==4.26.1"
+        %pip install -q --no-deps "{spec}"
+    else:
+        print(f"This Colab runs Python {{sys.version_info.major}}.{{sys.version_info.minor}}: salesforce-lavis 1.0.2 "
+              "cannot be installed here. Run this notebook locally after `{hint}` (Python 3.11).")"""
 
 
 @dataclass(frozen=True)
@@ -29,6 +53,28 @@ class Notebook:
     @property
     def models(self) -> list[registry.ModelSpec]:
         return registry.for_notebook(self.name)
+
+    @property
+    def install_cell(self) -> str:
+        """The notebook's second cell: on Colab, install vlsteps from HOME and download the notebook's models."""
+        if self.kernel != "python3":
+            return _INSTALL_LAVIS.format(spec=PIP_SPEC, hint=LAVIS_HINT)
+        wanted = [m.key for m in self.models if not m.optional]
+        text = _INSTALL.format(what="model" if len(wanted) == 1 else "models", spec=PIP_SPEC, keys=" ".join(wanted))
+        return text + "".join(_OPTIONAL.format(key=m.key) for m in self.models if m.optional)
+
+    def sync(self, nb):
+        """Rewrite the generated parts of a notebook (the badge in cell 0, the install cell) and drop widget
+        state, which GitHub refuses to render when it has no `state`."""
+        first, install = nb.cells[0], nb.cells[1]
+        if first.cell_type != "markdown" or not _BADGE.search(first.source):
+            raise ValueError(f"{self.path}: the first cell must be markdown with the Colab badge {self.colab_badge}")
+        first.source = _BADGE.sub(lambda _: self.colab_badge, first.source, count=1)
+        if install.cell_type != "code" or "google.colab" not in install.source:
+            raise ValueError(f"{self.path}: the second cell must be the Colab install cell")
+        install.source = self.install_cell
+        nb.metadata.pop("widgets", None)
+        return nb
 
 
 NOTEBOOKS = [

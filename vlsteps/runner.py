@@ -2,12 +2,14 @@
 
     python -m vlsteps.runner --out build [NAME ...]
     python -m vlsteps.runner --refresh [NAME ...]
+    python -m vlsteps.runner --sync [NAME ...]     badge and install cell only, nothing executed
 """
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import nbformat
@@ -23,12 +25,25 @@ def first_line(cell) -> str:
     return cell.source.lstrip().split("\n", 1)[0].strip()
 
 
-def execute(path: Path, kernel_name: str = "python3", timeout: int = 1800):
-    """Run a notebook top to bottom in a fresh kernel, with notebooks/ as the working directory."""
+def _client(nb, path: Path, kernel_name: str, timeout: int):
+    """An nbclient for `nb` with notebooks/ as the working directory. The kernel talks over IPC sockets in
+    Jupyter's runtime dir: over TCP ipykernel 7 warns on every start that the traffic is unencrypted."""
+    from jupyter_core.paths import jupyter_runtime_dir
     from nbclient import NotebookClient
+    from traitlets.config import Config
+    runtime = Path(jupyter_runtime_dir())
+    runtime.mkdir(parents=True, exist_ok=True)
+    # An absolute socket prefix of its own: the kernel runs in notebooks/, and two kernels must not share one.
+    sockets = runtime / f"vlsteps-{uuid.uuid4().hex[:12]}-ipc"
+    config = Config({"KernelManager": {"transport": "ipc", "ip": str(sockets)}})
+    return NotebookClient(nb, timeout=timeout, kernel_name=kernel_name, config=config,
+                          resources={"metadata": {"path": str(path.parent)}})
+
+
+def execute(path: Path, kernel_name: str = "python3", timeout: int = 1800):
+    """Run a notebook top to bottom in a fresh kernel."""
     nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, timeout=timeout, kernel_name=kernel_name,
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    _client(nb, path, kernel_name, timeout).execute()
     return nb
 
 
@@ -49,10 +64,8 @@ def text_outputs(cell) -> str:
 
 def run_twice(path: Path, kernel_name: str = "python3", timeout: int = 1800) -> list[dict[int, str]]:
     """Run a notebook top to bottom twice in one kernel; per run, the text of each code cell."""
-    from nbclient import NotebookClient
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name,
-                            resources={"metadata": {"path": str(path.parent)}})
+    client = _client(nb, path, kernel_name, timeout)
     runs = []
     with client.setup_kernel():
         for _ in range(2):
@@ -81,7 +94,6 @@ def strip_outputs(nb, keep_checks: bool = True):
         else:
             cell.outputs = []
             cell.execution_count = None
-    nb.metadata.pop("widgets", None)
     return nb
 
 
@@ -90,11 +102,28 @@ def _model_report(nb: notebooks.Notebook) -> str:
     return ", ".join(f"{m.key}={'real' if models.is_real(m.key) else 'STAND-IN'}" for m in used) or "none"
 
 
+def missing_kernel(nb: notebooks.Notebook) -> bool:
+    """Whether the notebook's own kernel is not installed (the LAVIS one, where there is no Python 3.11)."""
+    if nb.kernel == "python3":
+        return False
+    from jupyter_client.kernelspec import KernelSpecManager
+    return nb.kernel not in KernelSpecManager().find_kernel_specs()
+
+
+def _skip_line(nb: notebooks.Notebook) -> str:
+    return (f"{nb.name}: SKIPPED: its kernel '{nb.kernel}' is not installed (the LAVIS route needs Python 3.11); "
+            f"to turn it on: {notebooks.LAVIS_HINT}")
+
+
 def run(selected: list[notebooks.Notebook], out: Path) -> int:
     from nbconvert import HTMLExporter
     out.mkdir(parents=True, exist_ok=True)
-    failed = []
+    failed, ran = [], []
     for nb in selected:
+        if missing_kernel(nb):
+            print(_skip_line(nb), flush=True)
+            continue
+        ran.append(nb)
         print(f"{nb.name}: models {_model_report(nb)}", flush=True)
         start = time.perf_counter()
         try:
@@ -107,7 +136,7 @@ def run(selected: list[notebooks.Notebook], out: Path) -> int:
         html, _ = HTMLExporter().from_notebook_node(executed)
         (out / f"{nb.name}.html").write_text(html, encoding="utf-8")
         print(f"{nb.name}: ok in {time.perf_counter() - start:.1f} s -> {out / nb.name}.ipynb/.html", flush=True)
-    if any(not models.is_real(m.key) for nb in selected for m in nb.models if not m.optional):
+    if any(not models.is_real(m.key) for nb in ran for m in nb.models if not m.optional):
         print("NOTE: stand-ins (tiny random weights) were used where a model is not downloaded; their outputs are"
               " gibberish by design. Download real checkpoints with scripts/download_models.sh KEY.")
     if failed:
@@ -115,11 +144,17 @@ def run(selected: list[notebooks.Notebook], out: Path) -> int:
     return 1 if failed else 0
 
 
-def refresh(selected: list[notebooks.Notebook]) -> int:
+def refresh(selected: list[notebooks.Notebook], execute_cells: bool = True) -> int:
+    """Rewrite notebooks/ in place: generated cells synced, and (unless `execute_cells` is False) re-executed on
+    stand-ins keeping only the NBVAL_CHECK_OUTPUT outputs."""
     for nb in selected:
         path = models.REPO_ROOT / nb.path
-        nbformat.write(strip_outputs(execute(path, nb.kernel)), path)
-        print(f"refreshed {path}")
+        if execute_cells and missing_kernel(nb):
+            print(_skip_line(nb), flush=True)
+            continue
+        node = strip_outputs(execute(path, nb.kernel)) if execute_cells else nbformat.read(path, as_version=4)
+        nbformat.write(nb.sync(node), path)
+        print(f"{'refreshed' if execute_cells else 'synced'} {path}")
     return 0
 
 
@@ -130,9 +165,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("build"))
     parser.add_argument("--refresh", action="store_true",
                         help="execute on stand-ins and rewrite notebooks/ keeping only NBVAL_CHECK_OUTPUT outputs")
+    parser.add_argument("--sync", action="store_true",
+                        help="only rewrite each notebook's badge and install cell from vlsteps.notebooks (no run)")
     args = parser.parse_args()
     selected = [notebooks.get(n) for n in args.names] if args.names else notebooks.NOTEBOOKS
-    sys.exit(refresh(selected) if args.refresh else run(selected, args.out))
+    if args.refresh or args.sync:
+        sys.exit(refresh(selected, execute_cells=not args.sync))
+    sys.exit(run(selected, args.out))
 
 
 if __name__ == "__main__":
