@@ -1,14 +1,17 @@
 import io
+import socket
 import threading
 import time
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from vlsteps import ImageLoadError, load_image, sample_photo, sample_photos
 from vlsteps.images import SAMPLE_PHOTOS
+from vlsteps.net import AddressPolicy
 
 
 def png_bytes(size=(40, 30), mode="RGB"):
@@ -19,13 +22,19 @@ def png_bytes(size=(40, 30), mode="RGB"):
 
 @pytest.fixture(scope="module")
 def server():
-    """A local web server: a photo, a page that is not an image, a huge body, a slow one, a 404."""
+    """A local web server: a photo, a page that is not an image, a huge body, a slow one, a redirect loop, a 404."""
     routes = {"/photo.png": png_bytes(), "/page.html": b"<html>not an image</html>", "/huge.png": b"0" * 3_000_000}
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
             if self.path == "/slow.png":
                 time.sleep(3)
+            if self.path == "/loop":
+                self.send_response(302)
+                self.send_header("Location", "/loop")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             body = routes.get(self.path)
             if body is None and self.path != "/slow.png":
                 self.send_error(404)
@@ -102,12 +111,185 @@ def test_url_errors_are_one_clear_message(server):
     with pytest.raises(ImageLoadError, match="limit"):
         load_image(f"{server}/huge.png", max_bytes=1_000_000)
     start = time.perf_counter()
-    with pytest.raises(ImageLoadError, match="Could not fetch"):
+    with pytest.raises(ImageLoadError, match="took longer than 0.5 s; set VLSTEPS_TIMEOUT"):
         load_image(f"{server}/slow.png", timeout=0.5)
     assert time.perf_counter() - start < 2.5
+    with pytest.raises(ImageLoadError, match="more than 5 redirects"):
+        load_image(f"{server}/loop")
     with pytest.raises(ImageLoadError, match="scheme"):
         load_image("ftp://example.com/cat.jpg")
 
 
+def test_a_caller_can_refuse_urls_that_reach_private_addresses(server):
+    with pytest.raises(ImageLoadError, match=r"Refused to fetch .*127\.0\.0\.1 is a loopback address"):
+        load_image(f"{server}/photo.png", policy=AddressPolicy(allow_private=False))
+    assert load_image(f"{server}/photo.png", policy=AddressPolicy(allow_private=False, allow=["127.0.0.1"])).size \
+        == (40, 30)
+
+
 def test_pil_image_passes_through_as_rgb():
     assert load_image(Image.new("RGBA", (5, 5))).mode == "RGB"
+
+
+@contextmanager
+def raw_server(respond):
+    """A server on 127.0.0.1 that reads each request and answers with `respond(connection, stop)`."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with connection:
+                try:
+                    connection.settimeout(5)
+                    connection.recv(65536)
+                    respond(connection, stop)
+                except OSError:        # the client hung up
+                    pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+def trickle(head: bytes, count=60, every=0.2):
+    """Send `head`, then one byte every `every` s: each read is quick, the whole answer never is."""
+    def respond(connection, stop):
+        connection.sendall(head)
+        for _ in range(count):
+            if stop.wait(every):
+                return
+            connection.sendall(b"a")
+    return respond
+
+
+@pytest.mark.parametrize("head", [b"HTTP/1.1 200 OK\r\nX-Slow: ",
+                                  b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n",
+                                  b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"],
+                         ids=["headers", "body", "body-of-unknown-length"])
+def test_a_trickling_server_fails_at_the_deadline(head):
+    with raw_server(trickle(head)) as url:
+        start = time.perf_counter()
+        with pytest.raises(ImageLoadError, match=r"took longer than 1 s; set VLSTEPS_TIMEOUT"):
+            load_image(f"{url}/cat.jpg", timeout=1)
+        assert time.perf_counter() - start < 4
+
+
+def test_the_deadline_defaults_to_vlsteps_timeout(monkeypatch):
+    monkeypatch.setenv("VLSTEPS_TIMEOUT", "0.5")
+    with raw_server(trickle(b"HTTP/1.1 200 OK\r\nX-Slow: ")) as url:
+        with pytest.raises(ImageLoadError, match=r"took longer than 0.5 s"):
+            load_image(f"{url}/cat.jpg")
+
+
+def test_the_deadline_covers_a_hanging_name_lookup(server, monkeypatch):
+    getaddrinfo = socket.getaddrinfo
+
+    def slow(host, *args, **kwargs):
+        if host == "slow-dns.example":
+            time.sleep(3)
+            host = "127.0.0.1"
+        return getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow)
+    port = server.rsplit(":", 1)[1]
+    start = time.perf_counter()
+    with pytest.raises(ImageLoadError, match="took longer than 0.5 s"):
+        load_image(f"http://slow-dns.example:{port}/photo.png", timeout=0.5)
+    assert time.perf_counter() - start < 2
+
+
+def test_an_unparsable_content_length_counts_as_unknown():
+    body = png_bytes()
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\nConnection: close\r\n\r\n" + body
+    with raw_server(lambda connection, stop: connection.sendall(answer)) as url:
+        assert load_image(f"{url}/photo.png").size == (40, 30)
+        with pytest.raises(ImageLoadError, match="limit"):      # the byte cap still holds while reading
+            load_image(f"{url}/photo.png", max_bytes=len(body) // 2)
+
+
+def test_a_phone_photo_is_turned_upright(tmp_path):
+    stored = Image.new("RGB", (100, 50), "black")     # as the sensor saw it, with a red top-left corner
+    ImageDraw.Draw(stored).rectangle((0, 0, 9, 9), fill="red")
+    exif = Image.Exif()
+    exif[0x0112] = 6                                  # "rotate 90 degrees clockwise to view"
+    path = tmp_path / "phone.jpg"
+    stored.save(path, exif=exif)
+    for image in (load_image(path), load_image(Image.open(path))):
+        assert image.size == (50, 100)
+        red, green, _ = image.getpixel((45, 4))        # the corner is now top right
+        assert red > 200 and green < 50
+
+
+def encoded(image, format, **options):
+    buf = io.BytesIO()
+    image.save(buf, format=format, **options)
+    return Image.open(io.BytesIO(buf.getvalue()))
+
+
+def test_a_16_bit_grey_png_is_scaled_not_clipped(tmp_path):
+    ramp = np.linspace(0, 65535, 200 * 100).reshape(100, 200).astype(np.uint16)
+    path = tmp_path / "depth.png"
+    Image.fromarray(ramp).save(path)
+    assert Image.open(path).mode == "I;16"
+    pixels = np.asarray(load_image(path))[..., 0].astype(float)
+    assert (pixels == 255).mean() < 0.01
+    assert abs(pixels.mean() - 127.5) < 1
+    assert np.all(np.diff(pixels.ravel()) >= 0)        # the ramp stays a ramp
+
+
+def palette_with_transparency():
+    image = Image.new("P", (4, 4), 0)
+    image.putpalette([0, 0, 0, 255, 0, 0])
+    return encoded(image, "PNG", transparency=0)
+
+
+def grey(values, mode):
+    return Image.fromarray(np.array(values, dtype={"I;16": "<u2", "I;16B": ">u2", "I": "<i4", "F": "<f4"}[mode]))
+
+
+@pytest.mark.parametrize("make, expected", [
+    (lambda: encoded(Image.new("RGBA", (4, 4), (255, 0, 0, 0)), "PNG"), (255, 255, 255)),   # alpha: on white
+    (lambda: encoded(Image.new("RGBA", (4, 4), (0, 0, 0, 128)), "PNG"), (127, 127, 127)),
+    (lambda: encoded(Image.new("LA", (4, 4), (0, 0)), "PNG"), (255, 255, 255)),
+    (palette_with_transparency, (255, 255, 255)),
+    (lambda: encoded(Image.new("CMYK", (8, 8), (255, 0, 0, 0)), "JPEG"), (0, 255, 255)),    # cyan
+    (lambda: encoded(grey([[32768]], "I;16"), "PNG"), (128, 128, 128)),
+    (lambda: grey([[32768, 0]], "I;16B"), (128, 128, 128)),
+    (lambda: grey([[32768, 0]], "I"), (128, 128, 128)),
+    (lambda: grey([[0.5, 0.0]], "F"), (128, 128, 128)),
+    (lambda: grey([[250.0, 0.0, 1000.0]], "F"), (64, 64, 64)),     # no fixed white: stretched
+    (lambda: grey([[-1, -5]], "I"), (255, 255, 255)),
+], ids=["RGBA-clear", "RGBA-half", "LA", "P-transparency", "CMYK", "I;16-png", "I;16B", "I", "F", "F-stretched",
+        "I-negative"])
+def test_every_mode_becomes_the_rgb_a_viewer_shows(make, expected):
+    image = load_image(make())
+    assert image.mode == "RGB"
+    assert np.abs(np.subtract(image.getpixel((0, 0)), expected)).max() <= 8
+
+
+@pytest.mark.parametrize("format", ["TIFF", "ICO", "EPS", "PDF", "PPM", "TGA"])
+def test_only_the_named_formats_are_decoded(tmp_path, format):
+    path = tmp_path / f"image.{format.lower()}"
+    Image.new("RGB", (32, 32), "red").save(path, format=format)
+    with pytest.raises(ImageLoadError, match="not a readable image.*pass a JPEG, PNG, WebP, GIF or BMP$"):
+        load_image(path)
+
+
+@pytest.mark.parametrize("format", ["JPEG", "PNG", "WEBP", "GIF", "BMP"])
+def test_each_named_format_loads(tmp_path, format):
+    path = tmp_path / f"image.{format.lower()}"
+    Image.new("RGB", (32, 24), "red").save(path, format=format)
+    image = load_image(path)
+    assert image.size == (32, 24)
+    assert np.abs(np.subtract(image.getpixel((5, 5)), (255, 0, 0))).max() <= 8
