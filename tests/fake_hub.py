@@ -1,23 +1,31 @@
-"""A tiny in-process stand-in for the Hugging Face Hub: just the endpoints `snapshot_download` uses.
+"""A tiny in-process stand-in for the Hugging Face Hub: just the endpoints `vlsteps.download` uses.
 
-- GET  /api/models/<repo>[/revision/<rev>]    model info with siblings and their sizes
+- GET  /api/models/<repo>[/revision/<rev>]    model info with siblings, their sizes and hashes (as with
+                                              `files_metadata=True`: `blobId`, and `lfs.sha256` for weights)
 - GET  /api/models/<repo>/tree/<rev>          recursive file listing
 - HEAD /<repo>/resolve/<rev>/<file>           ETag, X-Repo-Commit and Content-Length
 - GET  /<repo>/resolve/<rev>/<file>           the bytes, honouring `Range: bytes=N-`
 
 Gated repos answer file requests with 401 (no token) or 403 (token) and `X-Error-Code: GatedRepo`, as the
 Hub does; unknown repos answer 404 with `X-Error-Code: RepoNotFound`. Every request is logged, so tests
-can count what was actually transferred.
+can count what was actually transferred. A file can be served slowly (`slow`), cut short (`cut_next_get`) or
+stalled after some bytes (`stall_next_get`),
+or damaged (`corrupt`). `silent_server()` accepts connections and never answers.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import threading
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
+CHUNK = 64 * 1024
+LFS_SUFFIXES = (".safetensors", ".bin", ".h5")  # what the Hub stores in LFS (here: what gets an lfs.sha256)
+MAX_STALL_S = 60  # a stalled response ends at the latest after this, or when the hub closes
 
 
 class FakeHub:
@@ -26,6 +34,10 @@ class FakeHub:
         self.gated = set(gated)
         self.log: list[tuple[str, str, str | None]] = []  # (method, path, Range header)
         self.cut_next_get: dict[str, int] = {}  # filename -> bytes to send before dropping the connection
+        self.stall_next_get: dict[str, int] = {}  # filename -> bytes to send before going silent
+        self.slow: dict[str, float] = {}  # filename -> seconds to wait before each 64 KiB chunk
+        self.corrupt: set[str] = set()  # filenames served with their first byte flipped (same size, wrong hash)
+        self._closing = threading.Event()
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
@@ -36,6 +48,7 @@ class FakeHub:
         return self
 
     def __exit__(self, *exc) -> None:
+        self._closing.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -43,6 +56,15 @@ class FakeHub:
         """GET requests for file content (optionally of one file)."""
         return [entry for entry in self.log if entry[0] == "GET" and "/resolve/" in entry[1]
                 and (filename is None or entry[1].endswith("/" + filename))]
+
+
+@contextmanager
+def silent_server():
+    """The URL of a server that accepts connections (the kernel completes the handshake) and never answers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
@@ -69,7 +91,7 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 if kind == "revision":
                     return self._json({"id": repo, "sha": COMMIT, "private": False,
                                        "gated": "manual" if repo in hub.gated else False,
-                                       "siblings": [{"rfilename": n, "size": len(b)} for n, b in files.items()]})
+                                       "siblings": [_sibling(n, b) for n, b in files.items()]})
                 if kind == "tree":
                     return self._json([{"type": "file", "path": n, "size": len(b), "oid": _sha(b)[:40]}
                                        for n, b in files.items()])
@@ -81,7 +103,10 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                     return self._error(403 if self.headers.get("Authorization") else 401, "GatedRepo")
                 if filename not in hub.repos[repo]:
                     return self._error(404, "EntryNotFound")
-                return self._file(hub.repos[repo][filename], filename, body)
+                data = hub.repos[repo][filename]
+                if filename in hub.corrupt:
+                    data = bytes([data[0] ^ 0xFF]) + data[1:]
+                return self._file(data, filename, body)
             self._error(404, "EntryNotFound")
 
         def _file(self, data: bytes, filename: str, body: bool) -> None:
@@ -97,8 +122,19 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 return
             with hub._lock:
                 cut = hub.cut_next_get.pop(filename, None)
-            self.wfile.write(data[start:] if cut is None else data[start:start + cut])
-            if cut is not None:  # promised Content-Length, delivered less: a dropped connection
+                stall = hub.stall_next_get.pop(filename, None)
+            end = len(data) if cut is None and stall is None else start + min(x for x in (cut, stall) if x is not None)
+            try:
+                for pos in range(start, end, CHUNK):
+                    if hub._closing.wait(hub.slow.get(filename, 0)):
+                        return
+                    self.wfile.write(data[pos:min(pos + CHUNK, end)])
+                    self.wfile.flush()
+            except OSError:  # the client went away (an interrupted download)
+                return
+            if stall is not None:
+                hub._closing.wait(MAX_STALL_S)
+            if end < len(data):  # promised Content-Length, delivered less: a dropped connection
                 self.close_connection = True
 
         def _json(self, payload) -> None:
@@ -117,6 +153,20 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
 
     return Handler
+
+
+def _sibling(name: str, data: bytes) -> dict:
+    """A sibling as the Hub lists it with blobs=true: the git blob id (of the LFS pointer, for LFS files) and the
+    sha256 of an LFS file's content."""
+    if not name.endswith(LFS_SUFFIXES):
+        return {"rfilename": name, "size": len(data), "blobId": git_blob_id(data)}
+    pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{_sha(data)}\nsize {len(data)}\n".encode()
+    return {"rfilename": name, "size": len(data), "blobId": git_blob_id(pointer),
+            "lfs": {"sha256": _sha(data), "size": len(data), "pointerSize": len(pointer)}}
+
+
+def git_blob_id(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
 def _sha(data: bytes) -> str:

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from huggingface_hub import constants
 
-from fake_hub import FakeHub
+from fake_hub import FakeHub, silent_server
+from vlsteps import checkpoint, registry
 from vlsteps import download as dl
-from vlsteps import registry
 from vlsteps.registry import ModelSpec
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "download_models.sh"
@@ -29,8 +29,9 @@ def spec(repo_id: str) -> ModelSpec:
 
 
 def fetched(folder: Path) -> set[str]:
-    """Files that arrived, without huggingface_hub's bookkeeping folder."""
-    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and ".cache" not in p.parts}
+    """Files that arrived, without the download's manifest."""
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*")
+            if p.is_file() and p.name != checkpoint.MANIFEST}
 
 
 @pytest.fixture
@@ -47,11 +48,17 @@ def hub(monkeypatch, tmp_path):
         yield fake
 
 
-def run_script(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+def script_env(tmp_path: Path, **env: str) -> dict[str, str]:
+    """The environment of a fresh shell: no token, no user cache, models under tmp_path."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING_FACE", "VLSTEPS_"))}
     clean.update({"HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_OFFLINE": "0",
                   "VLSTEPS_MODELS_DIR": str(tmp_path / "models"), **env})
-    return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, env=clean, timeout=120)
+    return clean
+
+
+def run_script(tmp_path: Path, *args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, env=script_env(tmp_path, **env),
+                          timeout=timeout)
 
 
 def closed_port_url() -> str:
@@ -106,6 +113,38 @@ def test_script_fetches_only_the_registry_files(tmp_path):
     assert "Total to fetch" in result.stdout and "Done: vit" in result.stdout
 
 
+def test_hub_that_accepts_and_never_answers_fails_within_the_timeout(tmp_path):
+    with silent_server() as url:
+        start = time.monotonic()
+        try:
+            result = run_script(tmp_path, "vit", HF_ENDPOINT=url, VLSTEPS_TIMEOUT="2", timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail("download_models.sh was still running after 30 s against a Hub that never answers")
+        elapsed = time.monotonic() - start
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert url in line and "2 s" in line and "VLSTEPS_TIMEOUT" in line
+    assert elapsed < 15
+    assert not (tmp_path / "models" / registry.get("vit").folder).exists()
+
+
+def test_deadline_flag_stops_a_slow_transfer_and_keeps_what_arrived(tmp_path):
+    vit = registry.get("vit")
+    with FakeHub({vit.repo_id: dict(REPO_FILES)}) as fake:
+        fake.slow["model.safetensors"] = 0.5  # 300 kB in 64 KiB chunks: about 2.5 s
+        start = time.monotonic()
+        result = run_script(tmp_path, "vit", "--deadline", "1", HF_ENDPOINT=fake.url, timeout=30)
+        elapsed = time.monotonic() - start
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert "model.safetensors" in line and "--deadline" in line and "re-run" in line
+    assert elapsed < 15
+    folder = tmp_path / "models" / vit.folder
+    assert not (folder / "model.safetensors").exists()
+    assert not (folder / checkpoint.MANIFEST).exists()
+    assert "--deadline" in run_script(tmp_path, "--help").stdout
+
+
 # --- the Python core, against the same fake Hub -------------------------------------------------
 
 def test_second_run_downloads_nothing(hub, tmp_path, capsys):
@@ -117,18 +156,59 @@ def test_second_run_downloads_nothing(hub, tmp_path, capsys):
     assert capsys.readouterr().out.count("still to fetch: 0 B") == 1  # only the second plan
 
 
+def test_files_already_there_are_checked_against_the_hub_once(hub, tmp_path):
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    (folder / "config.json").write_bytes(REPO_FILES["config.json"])
+    (folder / "model.safetensors").write_bytes(os.urandom(len(WEIGHTS)))  # the right size, other bytes
+    dl.download([spec("fake/tiny")], tmp_path, endpoint=hub.url)
+    assert (folder / "model.safetensors").read_bytes() == WEIGHTS
+    assert {Path(path).name for _, path, _ in hub.content_gets()} == {"model.safetensors", "preprocessor_config.json"}
+
+
 def test_dropped_connection_resumes_where_it_stopped(hub, tmp_path):
-    # huggingface_hub writes in chunks of DOWNLOAD_CHUNK_SIZE, so the file must outgrow one chunk for a
-    # dropped connection to leave bytes behind.
-    big = os.urandom(constants.DOWNLOAD_CHUNK_SIZE + 1_000_000)
+    big = os.urandom(2_000_000)
     hub.repos["fake/big"] = {"config.json": b"{}", "model.safetensors": big}
-    cut = constants.DOWNLOAD_CHUNK_SIZE + 500_000
-    hub.cut_next_get["model.safetensors"] = cut
+    hub.cut_next_get["model.safetensors"] = 1_000_000
     dl.download([spec("fake/big")], tmp_path, endpoint=hub.url)
     assert (tmp_path / "big" / "model.safetensors").read_bytes() == big
     ranges = [rng for _, _, rng in hub.content_gets("model.safetensors")]
-    assert len(ranges) == 2 and ranges[0] is None
-    assert 0 < int(ranges[1].removeprefix("bytes=").rstrip("-")) <= cut  # asked only for the rest
+    assert ranges == [None, "bytes=1000000-"]  # asked only for the rest
+
+
+def test_transfer_that_stalls_stops_with_one_line_and_keeps_the_partial(hub, tmp_path, monkeypatch):
+    monkeypatch.setenv("VLSTEPS_TIMEOUT", "1")
+    hub.stall_next_get["model.safetensors"] = 100_000
+    start = time.monotonic()
+    with pytest.raises(dl.DownloadError) as err:
+        dl.download([spec("fake/tiny")], tmp_path, endpoint=hub.url)
+    assert time.monotonic() - start < 10
+    message = str(err.value)
+    assert "model.safetensors" in message and "1 s" in message and "re-run" in message and "\n" not in message
+    assert not (tmp_path / "tiny" / "model.safetensors").exists()
+    assert [p.stat().st_size for p in (tmp_path / "tiny").rglob("*")
+            if p.is_file() and p.relative_to(tmp_path / "tiny").as_posix() not in WANTED] == [100_000]
+
+
+def test_download_writes_a_manifest_last_that_makes_the_folder_complete(hub, tmp_path):
+    tiny = spec("fake/tiny")
+    dl.download([tiny], tmp_path, endpoint=hub.url)
+    folder = tmp_path / "tiny"
+    assert checkpoint.problems(folder, tiny) == []
+    (folder / "model.safetensors").write_bytes(WEIGHTS[:1000])  # truncated later, e.g. by a full disk
+    [problem] = checkpoint.problems(folder, tiny)
+    assert "model.safetensors" in problem and str(len(WEIGHTS)) in problem
+
+
+def test_damaged_transfer_is_discarded_not_put_in_place(hub, tmp_path):
+    hub.corrupt.add("model.safetensors")  # the right size, but not the bytes whose sha256 the Hub lists
+    with pytest.raises(dl.DownloadError) as err:
+        dl.download([spec("fake/tiny")], tmp_path, endpoint=hub.url)
+    assert "model.safetensors" in str(err.value) and "sha256" in str(err.value) and "re-run" in str(err.value)
+    assert fetched(tmp_path / "tiny") <= WANTED - {"model.safetensors"}  # nothing damaged in place or left behind
+    hub.corrupt.clear()
+    dl.download([spec("fake/tiny")], tmp_path, endpoint=hub.url)
+    assert (tmp_path / "tiny" / "model.safetensors").read_bytes() == WEIGHTS
 
 
 def test_too_little_disk_space_fails_before_downloading(hub, tmp_path, monkeypatch):

@@ -3,8 +3,8 @@ import json
 import nbformat
 import pytest
 
-from vlsteps import ModelNotFoundError, model_dir, models, registry
-from vlsteps.standins import MARKER, is_standin
+from vlsteps import ModelNotFoundError, checkpoint, model_dir, models, registry
+from vlsteps.standins import MARKER, build, is_standin
 
 
 @pytest.fixture
@@ -29,12 +29,115 @@ def test_unknown_key_lists_the_known_ones():
         model_dir("clip-huge")
 
 
-def test_real_folder_wins_over_stand_ins(empty_models, monkeypatch):
+def hand_made(key, models_dir):
+    """A complete folder without a manifest, as if put there by hand: the stand-in, built where the real one goes."""
+    folder = build(key, models_dir)
+    (folder / MARKER).unlink()
+    return folder
+
+
+def truncate(path, n_bytes=1000):
+    with open(path, "r+b") as f:
+        f.truncate(path.stat().st_size - n_bytes)
+
+
+def model_dir_error(key):
+    with pytest.raises(ModelNotFoundError) as err:
+        model_dir(key)
+    return str(err.value)
+
+
+@pytest.mark.parametrize("key", list(registry.MODELS))
+def test_every_stand_in_layout_counts_as_complete(key, tmp_path):
+    """The registry's required files are what the notebooks' loaders read: the stand-ins, built to load
+    like the real checkpoints, hold them all."""
+    folder = build(key, tmp_path)
+    assert checkpoint.problems(folder, registry.get(key)) == []
+
+
+def test_complete_folder_wins_over_stand_ins(empty_models, monkeypatch):
     monkeypatch.setenv("VLSTEPS_STANDINS", "1")
-    real = empty_models / "vit-base-patch16-224"
-    real.mkdir(parents=True)
-    (real / "config.json").write_text("{}")
+    real = hand_made("vit", empty_models)
+    assert models.is_real("vit")
     assert model_dir("vit") == real
+
+
+@pytest.mark.parametrize("damage", ["truncated", "missing"])
+def test_config_without_whole_weights_is_no_download(empty_models, monkeypatch, damage):
+    monkeypatch.delenv("VLSTEPS_STANDINS", raising=False)
+    folder = hand_made("vit", empty_models)
+    weights = folder / "model.safetensors"
+    if damage == "truncated":
+        truncate(weights)
+    else:
+        weights.unlink()
+    assert not models.is_real("vit")
+    message = model_dir_error("vit")
+    assert str(folder) in message and "model.safetensors" in message and damage in message
+    assert "scripts/download_models.sh vit" in message and "\n" not in message
+
+
+def test_incomplete_download_falls_back_to_the_stand_in_and_says_how_to_finish(empty_models, monkeypatch, capsys):
+    monkeypatch.setenv("VLSTEPS_STANDINS", "1")
+    folder = hand_made("vit", empty_models)
+    truncate(folder / "model.safetensors")
+    assert model_dir("vit") == empty_models / "_standins" / folder.name
+    banner = capsys.readouterr().err
+    assert "STAND-IN" in banner and "incomplete" in banner and str(folder) in banner
+    assert "model.safetensors" in banner and "scripts/download_models.sh vit" in banner
+
+
+def test_folder_without_a_tokenizer_is_incomplete(empty_models, monkeypatch):
+    monkeypatch.delenv("VLSTEPS_STANDINS", raising=False)
+    folder = hand_made("blip-vqa", empty_models)
+    (folder / "tokenizer.json").unlink()  # transformers would load a vocabulary of the special tokens only
+    assert not models.is_real("blip-vqa")
+    assert "tokenizer.json" in model_dir_error("blip-vqa")
+
+
+def test_pickled_weights_are_never_taken_for_a_checkpoint(empty_models, monkeypatch):
+    monkeypatch.delenv("VLSTEPS_STANDINS", raising=False)
+    folder = hand_made("vit", empty_models)
+    (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
+    message = model_dir_error("vit")
+    assert "pytorch_model.bin" in message and "never loaded" in message
+    assert "scripts/download_models.sh vit" in message
+
+
+def test_sharded_weights_are_checked_shard_by_shard(empty_models, monkeypatch):
+    from safetensors.numpy import load_file, save_file
+    monkeypatch.delenv("VLSTEPS_STANDINS", raising=False)
+    folder = hand_made("vit", empty_models)
+    tensors = load_file(folder / "model.safetensors")
+    names = sorted(tensors)
+    shards = {"model-00001-of-00002.safetensors": names[::2], "model-00002-of-00002.safetensors": names[1::2]}
+    for shard, keys in shards.items():
+        save_file({k: tensors[k] for k in keys}, folder / shard)
+    (folder / "model.safetensors.index.json").write_text(json.dumps(
+        {"metadata": {}, "weight_map": {k: shard for shard, keys in shards.items() for k in keys}}))
+    (folder / "model.safetensors").unlink()
+    assert models.is_real("vit")
+    truncate(folder / "model-00002-of-00002.safetensors")
+    assert "model-00002-of-00002.safetensors" in model_dir_error("vit")
+
+
+def test_sdxl_needs_every_fp16_component_and_both_tokenizers(empty_models, monkeypatch):
+    monkeypatch.delenv("VLSTEPS_STANDINS", raising=False)
+    folder = hand_made("sdxl-turbo", empty_models)
+    # The Hub's SDXL tokenizers are vocab.json + merges.txt, which transformers turns into the same tokenizer.
+    vocab = json.loads((folder / "tokenizer" / "tokenizer.json").read_text())["model"]
+    (folder / "tokenizer" / "vocab.json").write_text(json.dumps(vocab["vocab"]))
+    (folder / "tokenizer" / "merges.txt").write_text(
+        "#version: 0.2\n" + "".join((m if isinstance(m, str) else " ".join(m)) + "\n" for m in vocab["merges"]))
+    (folder / "tokenizer" / "tokenizer.json").unlink()
+    assert models.is_real("sdxl-turbo")
+    unet = folder / "unet" / "diffusion_pytorch_model.fp16.safetensors"
+    truncate(unet)
+    assert "unet/diffusion_pytorch_model.fp16.safetensors" in model_dir_error("sdxl-turbo")
+    unet.rename(folder / "unet" / "diffusion_pytorch_model.safetensors")  # fp32 only: the notebook loads fp16
+    assert "unet/diffusion_pytorch_model.fp16.safetensors" in model_dir_error("sdxl-turbo")
+    (folder / "tokenizer_2" / "tokenizer.json").unlink()
+    assert "tokenizer_2/" in model_dir_error("sdxl-turbo")
 
 
 def test_stand_in_is_built_once_marked_and_announced(empty_models, monkeypatch, capsys):

@@ -7,7 +7,7 @@ import importlib
 _EXPORTS = {
     "device": ["describe", "free_memory", "model_size_gb", "param_count", "pick_device", "pick_dtype"],
     "images": ["ImageLoadError", "load_image", "sample_photo", "sample_photos"],
-    "models": ["ModelNotFoundError", "model_dir", "models_dir", "outputs_dir"],
+    "models": ["IncompleteModelError", "ModelNotFoundError", "model_dir", "models_dir", "outputs_dir"],
     "plotting": ["draw_boxes", "overlay_heatmap", "show_grid"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}

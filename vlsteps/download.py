@@ -1,34 +1,45 @@
 """Fetch the checkpoints named in `vlsteps.registry` from the Hugging Face Hub.
 
-`scripts/download_models.sh` runs this module. It is a thin layer over `huggingface_hub.snapshot_download`
-that adds what a tutorial reader needs: only the registry's files (safetensors weights and configs, never
-pickles or code), sizes and a disk-space check before anything is written, and one readable line instead
-of a traceback when something goes wrong. Re-running resumes an interrupted download and skips
-finished files.
+`scripts/download_models.sh` runs this module. It adds what a tutorial reader needs: only the registry's files
+(safetensors weights and configs, never pickles or code), sizes and a disk-space check before anything is
+written, one readable line instead of a traceback when something goes wrong, and downloads that survive being
+stopped. Each file is fetched into <folder>/.partial/ first (`vlsteps.transfer`): Ctrl-C stops at once (exit
+130), and re-running the same command resumes every file where it stopped and skips finished ones. A folder
+counts as downloaded once its manifest is written, last (`vlsteps.checkpoint`).
+
+Deadlines: asking the Hub for a repo's files takes at most VLSTEPS_TIMEOUT seconds in all (default 30; --timeout
+overrides it), and a file transfer that receives no byte for that long stops. --deadline SECONDS (default 24 h)
+caps all the transfers of one run. Either way what arrived is kept for the next run.
 
     python -m vlsteps.download vit clip --dest /data/models
-    python -m vlsteps.download all
+    python -m vlsteps.download all --deadline 3600
     python -m vlsteps.download --list
 """
 from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import sys
+import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from huggingface_hub import HfApi, constants, get_token, snapshot_download
+from huggingface_hub import HfApi, constants, get_token, hf_hub_url
 from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 from huggingface_hub.utils import filter_repo_objects
 
-from . import registry
+from . import checkpoint, registry, transfer
 from .models import models_dir
+from .net import ENV_TIMEOUT, timeout_s
 from .registry import IGNORED_FILES, ModelSpec
+from .transfer import RemoteFile, TransferError
 
 # Headroom above the bytes to fetch: the filesystem must not end up completely full.
 MARGIN_BYTES = 10**9
+DEADLINE_S = 24 * 3600  # for all the transfers of one run; re-running continues
 
 
 class DownloadError(Exception):
@@ -39,8 +50,12 @@ class DownloadError(Exception):
 class Plan:
     spec: ModelSpec
     revision: str      # the commit to fetch, so the sizes shown are the sizes fetched
-    hub_bytes: int     # size of the selected files on the Hub
-    missing_bytes: int  # what is not on disk yet
+    files: tuple[RemoteFile, ...]  # the selected files, with the Hub's sizes and hashes
+    missing_bytes: int  # what is not on disk yet (bytes of partial files count as there)
+
+    @property
+    def hub_bytes(self) -> int:
+        return sum(f.size for f in self.files)
 
 
 def human(n_bytes: float) -> str:
@@ -89,22 +104,27 @@ def free_bytes(path: Path) -> int:
     return shutil.disk_usage(path).free
 
 
-def download(specs: list[ModelSpec], dest: Path, endpoint: str | None = None) -> None:
+def download(specs: list[ModelSpec], dest: Path, endpoint: str | None = None, *, timeout: float | None = None,
+             deadline_s: float = DEADLINE_S) -> None:
     """Fetch `specs` into `dest/<folder>`; raises DownloadError with a one-line reason.
 
     Every repo is looked up before the first byte is written, so a typo, a gated repo or a missing
     network fails fast instead of after an hour of downloads. `endpoint` is a Hub mirror (default:
-    HF_ENDPOINT or huggingface.co).
+    HF_ENDPOINT or huggingface.co); `timeout` overrides VLSTEPS_TIMEOUT; `deadline_s` caps all transfers.
     """
     if constants.is_offline_mode():
         raise DownloadError("HF_HUB_OFFLINE is set: unset it to download models")
+    try:
+        timeout = timeout_s(timeout)
+    except ValueError as err:
+        raise DownloadError(str(err)) from None
     dest = Path(dest)
     endpoint = endpoint or constants.ENDPOINT
     api = HfApi(endpoint=endpoint)
     plans = []
     for spec in specs:
-        with _hub_errors(spec, endpoint):
-            plans.append(_plan(spec, dest, api))
+        with _hub_errors(spec, endpoint, timeout):
+            plans.append(_plan(spec, dest, api, timeout))
 
     print(f"Models for {dest} (safetensors weights and configs only):")
     for p in plans:
@@ -117,30 +137,90 @@ def download(specs: list[ModelSpec], dest: Path, endpoint: str | None = None) ->
         raise DownloadError(f"not enough disk space in {dest}: {human(needed)} to fetch + {human(MARGIN_BYTES)} "
                             f"headroom, but only {human(free)} free (free some space or pass --dest DIR)")
 
+    stop_at = time.monotonic() + deadline_s
     for p in plans:
-        with _hub_errors(p.spec, endpoint):
-            snapshot_download(p.spec.repo_id, revision=p.revision, allow_patterns=list(p.spec.files),
-                              ignore_patterns=list(IGNORED_FILES), local_dir=dest / p.spec.folder,
-                              endpoint=endpoint)
+        with _hub_errors(p.spec, endpoint, timeout):
+            _fetch(p, dest / p.spec.folder, endpoint, timeout, stop_at)
     print(f"Done: {', '.join(p.spec.key for p in plans)} in {dest}")
 
 
-def _plan(spec: ModelSpec, dest: Path, api: HfApi) -> Plan:
+def _plan(spec: ModelSpec, dest: Path, api: HfApi, timeout: float) -> Plan:
     """Ask the Hub which registry files exist and how much of them is not on disk yet."""
     # The registry may pin a revision (e.g. a safetensors conversion PR) where main holds only pickles.
     revision = spec.revision
-    info = api.model_info(spec.repo_id, revision=revision, files_metadata=True)
-    sizes = {s.rfilename: s.size or 0 for s in info.siblings or []}
-    names = list(filter_repo_objects(sizes, allow_patterns=list(spec.files), ignore_patterns=list(IGNORED_FILES)))
-    if not any(name.endswith(".safetensors") for name in names):
+    with _total_deadline(timeout):
+        info = api.model_info(spec.repo_id, revision=revision, files_metadata=True, timeout=timeout)
+    siblings = {s.rfilename: s for s in info.siblings or []}
+    names = filter_repo_objects(siblings, allow_patterns=list(spec.files), ignore_patterns=list(IGNORED_FILES))
+    files = tuple(_remote(siblings[name]) for name in names)
+    if not any(f.name.endswith(".safetensors") for f in files):
         raise DownloadError(f"{spec.repo_id} has no safetensors weights at revision {revision or 'main'} (pickled "
                             f"weights are never fetched): pin a safetensors revision in vlsteps/registry.py")
     if info.gated and get_token() is None:
         raise DownloadError(_gated_message(spec))
     folder = dest / spec.folder
-    missing = sum(sizes[n] for n in names
-                  if not (folder / n).is_file() or (folder / n).stat().st_size != sizes[n])
-    return Plan(spec, info.sha, sum(sizes[n] for n in names), missing)
+    missing = sum(f.size - transfer.partial_size(folder, f) for f in files if not _finished(folder, f))
+    return Plan(spec, info.sha, files, missing)
+
+
+def _remote(sibling) -> RemoteFile:
+    """A file of `model_info(files_metadata=True)`: LFS files carry the sha256 of their content, others a git id."""
+    lfs = sibling.lfs
+    return RemoteFile(sibling.rfilename, sibling.size or 0, sha256=lfs.sha256 if lfs else None,
+                      git_oid=None if lfs else sibling.blob_id)
+
+
+def _finished(folder: Path, remote: RemoteFile) -> bool:
+    path = folder / remote.name
+    return path.is_file() and path.stat().st_size == remote.size
+
+
+def _fetch(plan: Plan, folder: Path, endpoint: str, timeout: float, stop_at: float) -> None:
+    """The plan's missing files one by one, in this thread; then the manifest, which marks the folder complete.
+
+    A file of the right size that no manifest vouches for (put there by hand, or by an older vlsteps) is checked
+    against the Hub's hash once, so the manifest never vouches for bytes nobody checked.
+    """
+    vouched = checkpoint.recorded(folder) or {}
+    for remote in plan.files:
+        if _finished(folder, remote):
+            if vouched.get(remote.name) == remote.record:
+                continue
+            print(f"  {plan.spec.key}: checking {remote.name} ({human(remote.size)}) against the Hub", flush=True)
+            if transfer.holds(folder / remote.name, remote):
+                continue
+        done = transfer.partial_size(folder, remote)
+        print(f"  {plan.spec.key}: {remote.name} ({human(remote.size)}"
+              f"{f', resuming at {human(done)}' if done else ''})", flush=True)
+        url = hf_hub_url(plan.spec.repo_id, remote.name, revision=plan.revision, endpoint=endpoint)
+        transfer.fetch(url, folder, remote, stall_s=timeout, stop_at=stop_at)
+    shutil.rmtree(folder / transfer.PARTIAL_DIR, ignore_errors=True)  # partial files of names no longer listed
+    checkpoint.write_manifest(folder, plan.spec, plan.revision, {f.name: f.record for f in plan.files})
+
+
+class _Expired(Exception):
+    """A Hub call outlived its total deadline."""
+
+
+@contextmanager
+def _total_deadline(seconds: float):
+    """Stop the Hub call inside after `seconds` in all, however slowly the server trickles: the HTTP client's
+    own timeout bounds each read only. Needs SIGALRM, i.e. POSIX and the main thread; elsewhere the
+    per-read timeout is the bound."""
+    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum, frame):
+        raise _Expired
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _gated_message(spec: ModelSpec) -> str:
@@ -149,12 +229,16 @@ def _gated_message(spec: ModelSpec) -> str:
 
 
 @contextmanager
-def _hub_errors(spec: ModelSpec, endpoint: str):
+def _hub_errors(spec: ModelSpec, endpoint: str, timeout: float):
     """Turn what a Hub call for `spec` raises into a one-line DownloadError."""
     try:
         yield
     except DownloadError:
         raise
+    except TransferError as err:
+        raise DownloadError(f"{spec.key}: {err}") from None
+    except _Expired:
+        raise DownloadError(_timeout_message(spec, endpoint, timeout)) from None
     except GatedRepoError:
         raise DownloadError(_gated_message(spec)) from None
     except RepositoryNotFoundError:
@@ -171,7 +255,14 @@ def _hub_errors(spec: ModelSpec, endpoint: str):
             raise DownloadError(_network_message(spec, endpoint, err)) from None
         raise DownloadError(f"cannot write {spec.key}: {err.strerror} ({err.filename})") from None
     except Exception as err:  # the HTTP client's connection and timeout errors, whichever client it is
+        if transfer.is_timeout(err):
+            raise DownloadError(_timeout_message(spec, endpoint, timeout)) from None
         raise DownloadError(_network_message(spec, endpoint, err)) from None
+
+
+def _timeout_message(spec: ModelSpec, endpoint: str, timeout: float) -> str:
+    return (f"cannot download {spec.repo_id}: {endpoint} did not answer within {timeout:g} s; check your "
+            f"connection and re-run (--timeout or {ENV_TIMEOUT} waits longer)")
 
 
 def _network_message(spec: ModelSpec, endpoint: str, err: Exception) -> str:
@@ -188,6 +279,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("keys", nargs="*", metavar="KEY", help="registry keys, or `all`")
     parser.add_argument("--list", action="store_true", help="print the model table and exit (offline)")
     parser.add_argument("--dest", type=Path, help="target folder (default: VLSTEPS_MODELS_DIR or models/)")
+    parser.add_argument("--timeout", type=_seconds, metavar="SECONDS",
+                        help=f"for each Hub call, and the longest a transfer may go without a byte "
+                             f"(default: {ENV_TIMEOUT} or 30)")
+    parser.add_argument("--deadline", type=_seconds, default=DEADLINE_S, metavar="SECONDS",
+                        help="stop all transfers after this long; re-running resumes (default: 24 h)")
     args = parser.parse_args(argv)
     if args.list:
         print(format_table())
@@ -196,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        download(select(args.keys), (args.dest or models_dir()).expanduser())
+        download(select(args.keys), (args.dest or models_dir()).expanduser(), timeout=args.timeout,
+                 deadline_s=args.deadline)
     except DownloadError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -204,6 +301,13 @@ def main(argv: list[str] | None = None) -> int:
         print("error: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130
     return 0
+
+
+def _seconds(text: str) -> float:
+    try:
+        return timeout_s(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds") from None
 
 
 if __name__ == "__main__":

@@ -1,17 +1,22 @@
 """Where a notebook finds its model folder: the real checkpoint, or (when allowed) a tiny stand-in."""
 from __future__ import annotations
 
+import html
 import os
 import sys
 from pathlib import Path
 
-from . import registry
+from . import checkpoint, registry
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class ModelNotFoundError(FileNotFoundError):
     """A model folder is missing and stand-ins are not allowed."""
+
+
+class IncompleteModelError(ModelNotFoundError):
+    """A model folder is there but incomplete (an interrupted download, missing or truncated files)."""
 
 
 def models_dir() -> Path:
@@ -54,37 +59,50 @@ def real_dir(key: str) -> Path:
 
 
 def is_real(key: str) -> bool:
-    """A real checkpoint counts as present once its config is there (download_models.sh writes it)."""
-    folder = real_dir(key)
-    return (folder / "config.json").exists() or (folder / "model_index.json").exists()
+    """A real checkpoint counts only when its folder is complete (see `vlsteps.checkpoint`)."""
+    return not checkpoint.problems(real_dir(key), registry.get(key))
 
 
 def model_dir(key: str, banner: bool = True) -> Path:
-    """The folder to pass to `from_pretrained`: real if downloaded, else the stand-in if allowed."""
+    """The folder to pass to `from_pretrained`: real if complete, else the stand-in if allowed.
+
+    An incomplete real folder raises IncompleteModelError naming what is missing and the download command
+    (which resumes it); with stand-ins allowed the notebook runs on the stand-in instead, and the banner says
+    the real download is incomplete and how to finish it, so a half-finished download is never silent.
+    """
     spec = registry.get(key)
-    if is_real(key):
-        return real_dir(key)
+    folder = real_dir(key)
+    problems = checkpoint.problems(folder, spec) if folder.exists() else None
+    if problems == []:
+        return folder
+    incomplete = f"{folder} is incomplete: {'; '.join(problems)}." if problems else None
     if not standins_allowed():
+        if incomplete:
+            raise IncompleteModelError(
+                f"Model '{key}' ({spec.repo_id}) in {incomplete} Finish the download with: "
+                f"{spec.download_command}   (or set VLSTEPS_STANDINS=1 to run on tiny random-weight stand-ins)")
         raise ModelNotFoundError(
-            f"Model '{key}' ({spec.repo_id}, ~{spec.download_gb:g} GB) is not in {real_dir(key)}. "
+            f"Model '{key}' ({spec.repo_id}, ~{spec.download_gb:g} GB) is not in {folder}. "
             f"Download it with: {spec.download_command}   "
             f"(or set VLSTEPS_STANDINS=1 to run on tiny random-weight stand-ins)")
     from .standins import ensure_standin
     path = ensure_standin(key, standins_dir())
     if banner:
-        _show_standin_banner(spec)
+        _show_standin_banner(spec, incomplete)
     return path
 
 
-def _show_standin_banner(spec: registry.ModelSpec) -> None:
+def _show_standin_banner(spec: registry.ModelSpec, incomplete: str | None = None) -> None:
+    advice = (f"The real download in {incomplete} Finish it with: {spec.download_command}" if incomplete
+              else f"For real results: {spec.download_command}")
     text = (f"STAND-IN: '{spec.key}' is a tiny random-weight copy of {spec.repo_id}. "
-            f"Outputs below are gibberish by design. For real results: {spec.download_command}")
+            f"Outputs below are gibberish by design. {advice}")
     try:
         from IPython import get_ipython
         from IPython.display import HTML, display
         if get_ipython() is not None:
             display(HTML(f'<div style="background:#b00020;color:white;padding:8px;font-weight:bold">'
-                         f'{text}</div>'))
+                         f'{html.escape(text)}</div>'))
             return
     except ImportError:
         pass

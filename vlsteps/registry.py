@@ -21,6 +21,24 @@ SDXL_FP16_FILES = (
 )
 
 
+def any_of(*names: str, under: str = "") -> str:
+    """A `required` entry that any one of `names` satisfies."""
+    return " | ".join(under + name for name in names)
+
+
+# Without one of these transformers builds a tokenizer of the special tokens only, without complaint. A folder
+# made by hand (`hf download`) may hold the slow files instead of tokenizer.json; transformers converts them.
+TOKENIZER = ("tokenizer.json", "vocab.json", "vocab.txt", "spiece.model", "sentencepiece.bpe.model",
+             "tokenizer.model")
+# The Hub's repos hold preprocessor_config.json; transformers 5 saves processor_config.json.
+IMAGE_PROCESSOR = any_of("preprocessor_config.json", "processor_config.json")
+VISION = ("config.json", IMAGE_PROCESSOR, "model.safetensors")
+VISION_TEXT = (*VISION, any_of(*TOKENIZER))
+INSTRUCTBLIP = (*VISION_TEXT, any_of(*TOKENIZER, under="qformer_tokenizer/"))
+SDXL_REQUIRED = (*(f for f in SDXL_FP16_FILES if "*" not in f), "scheduler/scheduler_config.json",
+                 any_of(*TOKENIZER, under="tokenizer/"), any_of(*TOKENIZER, under="tokenizer_2/"))
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     key: str
@@ -35,6 +53,9 @@ class ModelSpec:
     optional: bool = False  # not part of `download_models.sh all`
     gated: bool = False
     revision: str | None = None  # pinned where main holds pickled weights only (a safetensors conversion)
+    # What a folder put there by hand must hold to count as complete (a download's own manifest says it for
+    # folders it wrote): `a | b` accepts either; X.safetensors may be sharded (X.safetensors.index.json).
+    required: tuple[str, ...] = ("config.json", "model.safetensors")
 
     @property
     def folder(self) -> str:
@@ -47,27 +68,31 @@ class ModelSpec:
 
 
 MODELS: dict[str, ModelSpec] = {m.key: m for m in [
-    ModelSpec("vit", "google/vit-base-patch16-224", 0.35, 0.5, 1.0, "float32", ("vit",), "vit"),
-    ModelSpec("clip", "openai/clip-vit-large-patch14", 1.7, 1.2, 3.0, "float16", ("clip", "blip"), "clip"),
+    ModelSpec("vit", "google/vit-base-patch16-224", 0.35, 0.5, 1.0, "float32", ("vit",), "vit", required=VISION),
+    ModelSpec("clip", "openai/clip-vit-large-patch14", 1.7, 1.2, 3.0, "float16", ("clip", "blip"), "clip",
+              required=VISION_TEXT),
     ModelSpec("sdxl-turbo", "stabilityai/sdxl-turbo", 6.9, 8.0, 14.0, "float16", ("clip",), "sdxl",
-              files=SDXL_FP16_FILES),
+              files=SDXL_FP16_FILES, required=SDXL_REQUIRED),
     ModelSpec("vilt", "dandelin/vilt-b32-finetuned-vqa", 0.47, 0.6, 1.2, "float32", ("vilt",), "vilt",
-              revision="refs/pr/9"),
+              revision="refs/pr/9", required=VISION_TEXT),
     ModelSpec("blip-caption", "Salesforce/blip-image-captioning-large", 1.9, 1.2, 2.5, "float16",
-              ("blip",), "blip"),
-    ModelSpec("blip-vqa", "Salesforce/blip-vqa-base", 1.5, 1.0, 2.0, "float16", ("blip",), "blip"),
+              ("blip",), "blip", required=VISION_TEXT),
+    ModelSpec("blip-vqa", "Salesforce/blip-vqa-base", 1.5, 1.0, 2.0, "float16", ("blip",), "blip",
+              required=VISION_TEXT),
     ModelSpec("blip-itm", "Salesforce/blip-itm-large-coco", 1.8, 1.1, 2.4, "float16", ("blip",), "blip",
-              revision="c0273606af96037e7a3b2fb0ff4ae9620b517be6"),
+              revision="c0273606af96037e7a3b2fb0ff4ae9620b517be6", required=VISION_TEXT),
     ModelSpec("vit-gpt2", "nlpconnect/vit-gpt2-image-captioning", 0.98, 1.1, 1.5, "float32",
-              ("blip",), "vit_gpt2", revision="93857e539f312a97c13f16976c2a43505fd76d87"),
-    ModelSpec("kosmos-2", "microsoft/kosmos-2-patch14-224", 6.7, 3.8, 8.0, "float16", ("blip",), "kosmos2"),
+              ("blip",), "vit_gpt2", revision="93857e539f312a97c13f16976c2a43505fd76d87", required=VISION_TEXT),
+    ModelSpec("kosmos-2", "microsoft/kosmos-2-patch14-224", 6.7, 3.8, 8.0, "float16", ("blip",), "kosmos2",
+              required=VISION_TEXT),
     ModelSpec("blip2", "Salesforce/blip2-opt-2.7b", 15.5, 8.5, 17.0, "float16", ("blip2", "instructblip"),
-              "blip2"),
+              "blip2", required=VISION_TEXT),
     ModelSpec("instructblip", "Salesforce/instructblip-flan-t5-xl", 16.0, 9.0, 18.0, "bfloat16",
-              ("instructblip",), "blip2"),
+              ("instructblip",), "blip2", required=INSTRUCTBLIP),
     ModelSpec("instructblip-vicuna", "Salesforce/instructblip-vicuna-7b", 31.8, 6.5, 34.0, "4-bit",
-              ("instructblip",), "blip2", optional=True),
-    ModelSpec("qwen-vl", "Qwen/Qwen2.5-VL-3B-Instruct", 7.5, 9.0, 16.0, "bfloat16", ("qwen_vl",), "qwen_vl"),
+              ("instructblip",), "blip2", optional=True, required=INSTRUCTBLIP),
+    ModelSpec("qwen-vl", "Qwen/Qwen2.5-VL-3B-Instruct", 7.5, 9.0, 16.0, "bfloat16", ("qwen_vl",), "qwen_vl",
+              required=VISION_TEXT),
 ]}
 
 

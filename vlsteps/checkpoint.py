@@ -1,0 +1,97 @@
+"""Whether a model folder is a complete checkpoint, and if not, what is missing or truncated.
+
+"config.json exists" is not enough: with missing or truncated weights the notebook dies later inside
+`from_pretrained` with an error that never says to re-run the download, and without a tokenizer transformers
+quietly builds one of the special tokens only. A download by `vlsteps.download` ends by writing MANIFEST (every
+file with the Hub's size and hash), so its folder is complete when every listed file has its size. A folder
+put there by hand (`hf download`) is checked by its structure instead: the registry's `required` files are
+present, and every safetensors file is whole (the data length its header declares matches the file size).
+Pickled weights never count: they are never loaded.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from safetensors import SafetensorError, safe_open
+
+from .files import atomic_write
+from .registry import ModelSpec
+
+MANIFEST = "vlsteps_download.json"
+PICKLES = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
+
+
+def write_manifest(folder: Path, spec: ModelSpec, revision: str, files: dict[str, dict]) -> None:
+    """Record a finished download ({name: {"size": ..., hash: ...}}); call it last, once every file is in place."""
+    atomic_write(Path(folder) / MANIFEST, json.dumps(
+        {"repo_id": spec.repo_id, "revision": revision, "files": files}, indent=1, sort_keys=True) + "\n")
+
+
+def problems(folder: Path, spec: ModelSpec) -> list[str]:
+    """What keeps `folder` from being a complete `spec` checkpoint, one phrase each; [] when complete."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return [f"{folder} does not exist"]
+    listed = recorded(folder)
+    if listed is not None:
+        return [problem for name, entry in listed.items() if (problem := _size_problem(folder, name, entry["size"]))]
+    return [problem for entry in spec.required if (problem := _required_problem(folder, entry))]
+
+
+def recorded(folder: Path) -> dict[str, dict] | None:
+    """The manifest's {name: {"size": ..., hash: ...}}, or None where there is none or it is unreadable (then the
+    structure is checked instead)."""
+    try:
+        files = json.loads((Path(folder) / MANIFEST).read_text())["files"]
+        return {str(name): {**entry, "size": int(entry["size"])} for name, entry in files.items()}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def _size_problem(folder: Path, name: str, size: int) -> str | None:
+    try:
+        actual = (folder / name).stat().st_size
+    except OSError:
+        return f"{name} is missing"
+    return None if actual == size else f"{name} has {actual} bytes, not the {size} it was downloaded with"
+
+
+def _required_problem(folder: Path, entry: str) -> str | None:
+    names = [name.strip() for name in entry.split("|")]
+    if len(names) == 1 and names[0].endswith(".safetensors"):
+        return _weights_problem(folder, names[0])
+    if any((folder / name).is_file() for name in names):
+        return None
+    return f"{names[0]} is missing" if len(names) == 1 else f"none of {', '.join(names)} is there"
+
+
+def _weights_problem(folder: Path, name: str) -> str | None:
+    """X.safetensors, or the shards its index X.safetensors.index.json names, all present and whole."""
+    index = folder / f"{name}.index.json"
+    if index.is_file():
+        try:
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            return f"{index.relative_to(folder).as_posix()} is not a valid index (no weight_map)"
+        parent = Path(name).parent
+        found = [problem for shard in shards if (problem := _safetensors_problem(folder, (parent / shard).as_posix()))]
+        return "; ".join(found) or None
+    if (folder / name).is_file():
+        return _safetensors_problem(folder, name)
+    where = (folder / name).parent
+    pickles = sorted(p.relative_to(folder).as_posix() for pattern in PICKLES for p in where.glob(pattern))
+    if pickles:
+        return (f"{name} is missing and {', '.join(pickles)} holds pickled weights, which are never loaded "
+                f"(safetensors only)")
+    return f"{name} is missing"
+
+
+def _safetensors_problem(folder: Path, name: str) -> str | None:
+    try:
+        with safe_open(folder / name, framework="np"):  # reads the header, checks its data length against the size
+            return None
+    except FileNotFoundError:
+        return f"{name} is missing"
+    except (SafetensorError, OSError) as err:
+        return f"{name} is truncated or damaged ({err})"
