@@ -3,6 +3,7 @@ import pytest
 from PIL import Image
 
 from vlsteps.ask_widget import MAX_CHARS, AskBox, answer_question, check_question
+from vlsteps.images import ImageLoadError
 
 PHOTOS = {"red": Image.new("RGB", (40, 30), "red"), "blue": Image.new("RGB", (30, 40), "blue")}
 
@@ -64,3 +65,83 @@ def test_answers_are_html_escaped_and_picture_follows_the_dropdown():
 def test_needs_photos():
     with pytest.raises(ValueError):
         AskBox(color_model, {})
+
+
+def test_photos_given_as_paths_are_loaded(tmp_path):
+    PHOTOS["blue"].save(tmp_path / "blue.png")
+    box = AskBox(color_model, {"red": PHOTOS["red"], "blue": str(tmp_path / "blue.png")})
+    assert box.ask("which color?", photo="blue") == "blue (which color?)"
+    assert bytes(box.image.value).startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize("source", ["notes.txt", "missing.png"])
+def test_a_photo_that_is_not_an_image_is_one_clear_error_naming_it(tmp_path, source):
+    (tmp_path / "notes.txt").write_text("not a picture")
+    with pytest.raises(ImageLoadError, match="'notes'") as err:
+        AskBox(color_model, {"red": PHOTOS["red"], "notes": str(tmp_path / source)})
+    assert source in str(err.value)
+
+
+class CountingModel:
+    def __init__(self, fail=False):
+        self.calls, self.fail = 0, fail
+
+    def __call__(self, image, question):
+        self.calls += 1
+        if self.fail:
+            raise RuntimeError("CUDA out of memory")
+        return color_model(image, question)
+
+
+def test_fifty_rapid_clicks_run_the_model_once_and_show_the_answer_once():
+    model = CountingModel()
+    box = AskBox(model, PHOTOS)
+    box.question.value = "which color?"
+    for _ in range(50):                      # clicks queued in the kernel arrive one after the other
+        box.button.click()
+    assert model.calls == 1 and len(box.history) == 1
+    assert "red (which color?)" in box.answer.value
+    box.question.value = "which  color? "    # the same question, typed differently
+    box.button.click()
+    assert model.calls == 1
+    box.photo.value = "blue"                 # another photo is a new question
+    box.button.click()
+    box.question.value = "what is it?"
+    box.button.click()
+    assert model.calls == 3 and [h[:2] for h in box.history] == [("red", "which color?"), ("blue", "which color?"),
+                                                                 ("blue", "what is it?")]
+
+
+def test_a_click_while_the_model_runs_is_ignored_and_the_button_is_disabled():
+    seen = []
+
+    def slow_model(image, question):
+        seen.append(box.button.disabled)
+        if len(seen) < 50:
+            box.button.click()               # a click that arrives while the model is still busy
+        return "red"
+    box = AskBox(slow_model, PHOTOS)
+    box.question.value = "which color?"
+    box.button.click()
+    assert seen == [True] and not box.button.disabled and len(box.history) == 1
+
+
+def test_after_a_failed_answer_a_click_asks_again():
+    model = CountingModel(fail=True)
+    box = AskBox(model, PHOTOS)
+    box.question.value = "which color?"
+    box.button.click()
+    box.button.click()
+    assert model.calls == 2 and "out of memory" in box.answer.value and box.history == []
+
+
+def test_clicking_the_answered_question_again_shows_its_answer_again_without_asking():
+    model = CountingModel()
+    box = AskBox(model, PHOTOS)
+    box.ask("which color?")
+    box.question.value = "x" * (MAX_CHARS + 1)
+    box.button.click()
+    assert "characters long" in box.answer.value
+    box.question.value = "which color?"
+    box.button.click()
+    assert model.calls == 1 and "red (which color?)" in box.answer.value

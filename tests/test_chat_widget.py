@@ -136,3 +136,30 @@ def test_reset_button_clears_the_transcript():
     ui.on_send()
     ui.reset_button.click()
     assert ui.session.messages == [] and "No messages yet" in ui.transcript.value
+
+
+def test_clicks_queued_behind_an_answer_neither_rerun_the_model_nor_complain():
+    model = FakeModel()
+    ui = ChatWidget(ChatSession(model))
+    ui.text.value = "What is it?"
+    for _ in range(50):                     # clicks queued in the kernel arrive one after the other
+        ui.send_button.click()
+    assert len(model.calls) == 1 and ui.status.value == "" and ui.message == ""
+    assert ui.transcript.value.count("answer 1") == 1
+    ui.text.value = "x"                     # once the reader types again, Send on an empty box says what to do
+    ui.text.value = ""
+    ui.send_button.click()
+    assert ui.message == "Type a question first." and len(model.calls) == 1
+
+
+def test_a_click_while_the_model_runs_is_ignored():
+    def generate(messages):
+        calls.append(ui.send_button.disabled)
+        if len(calls) < 50:
+            ui.send_button.click()          # a click that arrives while the model is still busy
+        return "an answer"
+    calls = []
+    ui = ChatWidget(ChatSession(generate))
+    ui.text.value = "q"
+    ui.send_button.click()
+    assert calls == [True] and len(ui.session.messages) == 2 and not ui.send_button.disabled

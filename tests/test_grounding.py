@@ -129,3 +129,18 @@ def test_rescale_rejects_an_empty_source_size():
 
 def test_input_size_accepts_a_tensor_row():
     assert input_size(torch.tensor([[1, 22, 32]])) == (32 * 14, 22 * 14)
+
+
+@pytest.mark.parametrize("digits", [400, 5000])   # float() overflows at 400; int() refuses past 4300 digits
+def test_huge_integers_are_skipped_not_raised(digits):
+    huge = "9" * digits
+    good = '{"bbox_2d": [10, 20, 30, 40], "label": "ok"}'
+    for bad in (f'{{"bbox_2d": [1, 2, {huge}, 4]}}', f'{{"bbox_2d": [-{huge}, 2, 3, 4]}}'):
+        assert parse_boxes(f"```json\n[{bad}, {good}]\n```") == [Box(10, 20, 30, 40, "ok")]
+        assert parse_boxes(f"[{bad}]") == []
+    assert len(parse_boxes(f'[{{"bbox_2d": [1, 2, 3, 4], "label": {huge}}}]')) == 1
+
+
+def test_backticks_inside_a_label_do_not_end_the_fence():
+    text = '```json\n[{"bbox_2d": [1, 2, 3, 4], "label": "a ``` b"}]\n```'
+    assert parse_boxes(text) == [Box(1, 2, 3, 4, "a ``` b")]

@@ -1,5 +1,6 @@
 """Kosmos-2 entities become pixel boxes on the photo; anything malformed is skipped, never fatal."""
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -64,3 +65,10 @@ def test_draw_entities_draws_boxes_and_draws_nothing_for_bad_lists():
         untouched = draw_entities(image, bad)
         assert np.array_equal(np.asarray(untouched), np.asarray(image))
     assert np.array_equal(np.asarray(image), np.full((48, 64, 3), 255))   # the input is never drawn on
+
+
+@pytest.mark.parametrize("huge", [10**400, -10**400, Fraction(10**400)],   # float() of these overflows
+                         ids=["int", "negative int", "fraction"])
+def test_huge_numbers_are_skipped_not_raised(huge):
+    entities = [("big", (0, 3), [(0.1, 0.1, huge, 0.5)]), GOOD[1]]
+    assert [label for label, _ in entities_to_boxes(entities, (100, 100))] == ["a fire"]

@@ -89,3 +89,67 @@ def test_typing_then_clicking_searches_once(setup):
     box.k_slider.value = 3
     box.button.click()                     # a new k is a new search
     assert len(rendered) == 2 and len(rendered[-1][0]) == 3
+
+
+@pytest.fixture
+def drawn(setup):
+    """The widget with its real grid (matplotlib into the Output widget)."""
+    box, _, paths = setup
+    box.render = box._render
+    return box, paths
+
+
+def test_an_image_deleted_after_indexing_is_a_message_and_an_empty_grid(drawn):
+    box, paths = drawn
+    box.text.value = "blue"
+    assert len(box.output.outputs) == 1
+    paths["red"].unlink()
+    box.text.value = "red"                 # Enter: the callback must not raise
+    assert "red.png" in box.status.value and "b00020" in box.status.value
+    assert box.output.outputs == () and box.last_hits == []
+
+
+@pytest.mark.parametrize("query", [dict(text="   "), dict(image_name="nope")])
+def test_every_new_query_clears_the_previous_grid(drawn, query):
+    box, _ = drawn
+    box.search(text="green")
+    assert len(box.output.outputs) == 1
+    box.search(**query)
+    assert box.output.outputs == ()
+
+
+def test_the_button_searches_the_typed_text_right_after_an_image_search(setup):
+    box, rendered, _ = setup
+    box.text.value = "red"
+    box.picker.value = "pink"
+    box.button.click()
+    assert len(rendered) == 3 and "red" in rendered[-1][1] and rendered[-1][0][0].category == "red"
+
+
+def test_the_same_image_can_be_picked_again_after_a_text_search(setup):
+    box, rendered, _ = setup
+    box.picker.value = "pink"
+    box.text.value = "red"
+    assert box.picker.value == ""          # the picker no longer claims the grid shows 'pink'
+    box.picker.value = "pink"
+    assert len(rendered) == 3 and rendered[-1][0][0].category == "pink"
+
+
+def test_the_status_line_is_html_escaped(setup):
+    box, _, _ = setup
+    box.search(image_name="<img src=x onerror=alert(1)>")
+    assert "<img" not in box.status.value and "&lt;img src=x onerror=alert(1)&gt;" in box.status.value
+    box.text.value = "<img/src=x/onerror=alert(1)>"    # the fake model refuses it, quoting it in its error
+    assert "<img" not in box.status.value and "&lt;img" in box.status.value
+
+
+def test_a_failing_model_is_a_message_and_the_button_retries(setup, monkeypatch):
+    box, rendered, _ = setup
+    def broken(texts):
+        raise RuntimeError("server went away")
+    monkeypatch.setattr(box.embedder, "texts", broken)
+    box.text.value = "red"                 # Enter: the callback must not raise
+    assert "RuntimeError: server went away" in box.status.value and not rendered
+    monkeypatch.undo()
+    box.button.click()                     # the same query again: it failed, so the button searches
+    assert rendered and rendered[-1][0][0].category == "red"

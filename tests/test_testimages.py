@@ -80,3 +80,42 @@ def test_bad_plans_and_generators_are_refused(tmp_path):
     with pytest.raises(RuntimeError, match="returned 1 images for 2"):
         testimages.generate(_plan(), lambda p, s: [Image.new("RGB", (16, 16))], tmp_path, batch_size=2,
                             progress=False)
+
+
+GOOD_SETTINGS = _plan()[1].settings()   # cat_001
+
+
+@pytest.mark.parametrize("sidecar", [
+    [1, 2],                                                          # a list, not a dict
+    "just text", None, {"file": "cat_001.png"},                      # no settings
+    {"settings": [1, 2]},                                            # settings of the wrong type
+    {"settings": {"category": "cat", "index": 1}},                   # missing keys
+    {"settings": {**GOOD_SETTINGS, "sampler": "euler"}},             # an extra key (another schema)
+    {"settings": {**GOOD_SETTINGS, "index": "one"}},                 # wrong types
+    {"settings": {**GOOD_SETTINGS, "steps": "1"}},
+    {"settings": {**GOOD_SETTINGS, "width": True}},
+    {"settings": {**GOOD_SETTINGS, "guidance_scale": None}},
+    {"settings": {**GOOD_SETTINGS, "category": "../outside"}},       # a category that leaves the folder
+    {"settings": {**GOOD_SETTINGS, "category": "dog", "index": 7}},  # describes another image
+])
+def test_a_sidecar_of_another_schema_is_skipped_then_regenerated(tmp_path, sidecar):
+    gen = FakeGenerator()
+    specs = _plan()
+    records = testimages.generate(specs, gen, tmp_path, batch_size=2, progress=False)
+    (tmp_path / "cat" / "cat_001.json").write_text(json.dumps(sidecar))
+    assert testimages.load_records(tmp_path) == [r for r in sorted(records, key=lambda r: r["path"])
+                                                 if not r["path"].endswith("cat_001.png")]
+    assert not testimages.is_present(tmp_path, specs[1])
+    gen.calls.clear()
+    assert testimages.generate(specs, gen, tmp_path, batch_size=2, progress=False) == records
+    assert gen.calls == [[specs[0].seed, specs[1].seed]]             # its batch, regenerated
+    assert len(testimages.load_records(tmp_path)) == 6
+
+
+def test_a_sidecar_that_is_not_json_text_is_skipped(tmp_path):
+    specs = _plan()
+    testimages.generate(specs, FakeGenerator(), tmp_path, batch_size=2, progress=False)
+    (tmp_path / "cat" / "cat_001.json").write_bytes(b"\xff\xfe\x00garbage")
+    (tmp_path / "cat" / "cat_002.json").write_text("[" * 100000)    # deeper than the JSON decoder goes
+    assert len(testimages.load_records(tmp_path)) == 4
+    assert not testimages.is_present(tmp_path, specs[1]) and not testimages.is_present(tmp_path, specs[2])

@@ -20,7 +20,7 @@ QUESTIONS: dict[str, list[str]] = {
     "astronaut": ["What is this person wearing?", "What is in the background?"],
 }
 
-_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 def answers_dir() -> Path:
@@ -29,7 +29,7 @@ def answers_dir() -> Path:
 
 def answers_path(notebook: str) -> Path:
     """Where a notebook's answers live; the name must be a plain file name (no folders)."""
-    if not isinstance(notebook, str) or not _NAME.match(notebook) or notebook in (".", ".."):
+    if not isinstance(notebook, str) or not _NAME.fullmatch(notebook) or notebook in (".", ".."):
         raise ValueError(f"notebook name must be letters, digits, '_', '-' or '.', got {notebook!r}")
     return answers_dir() / f"{notebook}.json"
 
@@ -63,9 +63,12 @@ def load_answers(notebook: str) -> dict | None:
     path = answers_path(notebook)
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):   # RecursionError: brackets nested deeper than the decoder goes
         return None
     if not isinstance(record, dict) or not {"notebook", "model", "standin", "answers"} <= record.keys():
+        return None
+    if not (isinstance(record["notebook"], str) and isinstance(record["model"], str)
+            and isinstance(record["standin"], bool)):
         return None
     try:
         record["answers"] = _check_answers(record["answers"])

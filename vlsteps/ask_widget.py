@@ -12,6 +12,8 @@ from typing import Callable, Mapping
 
 from PIL import Image
 
+from .images import ImageLoadError, load_image
+
 MAX_CHARS = 200   # VQA models see ~30-40 question tokens; a paragraph is a mistake, not a question
 
 
@@ -48,21 +50,34 @@ def _png(image: Image.Image, max_side: int = 320) -> bytes:
     return buf.getvalue()
 
 
+def _load_photos(photos: Mapping) -> dict[str, Image.Image]:
+    """Every photo as an RGB image, loaded now: a bad one is one error naming it, not a failure on first use."""
+    loaded = {}
+    for name, source in photos.items():
+        try:
+            loaded[name] = load_image(source)
+        except ImageLoadError as e:
+            raise ImageLoadError(f"Photo {name!r}: {e}") from None
+    return loaded
+
+
 class AskBox:
     """A photo picker, a question box, an Ask button and the answers so far.
 
-    `box = AskBox(answer_fn, {"cat": image, ...}); box` shows it in a notebook; `box.ask("...")` asks from
-    code (and is what the button calls)."""
+    `box = AskBox(answer_fn, {"cat": image_or_path, ...}); box` shows it in a notebook; `box.ask("...")` asks
+    from code. Clicks queue up in the kernel while the model runs, so a click while it runs, or one for the
+    photo and question just answered, does not run it again."""
 
-    def __init__(self, answer_fn: Callable[[Image.Image, str], str], photos: Mapping[str, Image.Image],
+    def __init__(self, answer_fn: Callable[[Image.Image, str], str], photos: Mapping[str, Image.Image | str],
                  max_chars: int = MAX_CHARS):
         import ipywidgets as w
         if not photos:
             raise ValueError("AskBox needs at least one photo")
         self.answer_fn = answer_fn
-        self.photos = dict(photos)
+        self.photos = _load_photos(photos)
         self.max_chars = max_chars
         self.history: list[tuple[str, str, str]] = []   # (photo, question, answer)
+        self._busy = False
         self.photo = w.Dropdown(options=list(self.photos), description="Photo")
         self.image = w.Image(value=_png(self.photos[self.photo.value]), format="png")
         self.question = w.Text(placeholder="What is in the picture?", description="Question",
@@ -70,11 +85,29 @@ class AskBox:
         self.button = w.Button(description="Ask", button_style="primary")
         self.answer = w.HTML(value="")
         self.photo.observe(self._on_photo, names="value")
-        self.button.on_click(lambda _: self.ask())
+        self.button.on_click(self._on_click)
         self.widget = w.VBox([self.photo, self.image, w.HBox([self.question, self.button]), self.answer])
 
     def _on_photo(self, change) -> None:
         self.image.value = _png(self.photos[change["new"]])
+
+    def _asked(self) -> tuple[str, str]:
+        """(photo, question) as picked and typed, the question's whitespace collapsed as the model sees it."""
+        return self.photo.value, " ".join(self.question.value.split())
+
+    def _on_click(self, _button) -> None:
+        if self._busy:
+            return
+        if self.history and self.history[-1][:2] == self._asked():
+            self._show(True, self.history[-1][2])   # answered already: show it again, do not ask again
+        else:
+            self.ask()
+
+    def _show(self, ok: bool, text: str) -> None:
+        if ok:
+            self.answer.value = f"<b>Answer:</b> {html.escape(text)}"
+        else:
+            self.answer.value = f'<span style="color:#b00020">{html.escape(text)}</span>'
 
     def ask(self, question: str | None = None, photo: str | None = None) -> str:
         """Answer `question` (default: what is typed) about `photo` (default: the one picked)."""
@@ -85,12 +118,14 @@ class AskBox:
         if question is not None:
             self.question.value = question
         name = self.photo.value
-        ok, text = answer_question(self.answer_fn, self.photos[name], self.question.value, self.max_chars)
+        self._busy = self.button.disabled = True
+        try:
+            ok, text = answer_question(self.answer_fn, self.photos[name], self.question.value, self.max_chars)
+        finally:
+            self._busy = self.button.disabled = False
         if ok:
-            self.history.append((name, " ".join(self.question.value.split()), text))
-            self.answer.value = f"<b>Answer:</b> {html.escape(text)}"
-        else:
-            self.answer.value = f'<span style="color:#b00020">{html.escape(text)}</span>'
+            self.history.append((*self._asked(), text))
+        self._show(ok, text)
         return text
 
     def _ipython_display_(self):

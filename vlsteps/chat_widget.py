@@ -70,7 +70,10 @@ def error_message(error: BaseException) -> str:
 
 
 class ChatWidget:
-    """ipywidgets around a ChatSession. `on_send` is what the Send button runs: tests call it directly."""
+    """ipywidgets around a ChatSession. `on_send` is what the Send button runs: tests call it directly.
+
+    Clicks queue up in the kernel while the model runs, so a click while it runs is dropped, and so is one on
+    the empty box right after an answer (it would only say "Type a question first." under the answer)."""
 
     def __init__(self, session: ChatSession, placeholder: str = "Ask about the image and press Send"):
         import ipywidgets as widgets
@@ -81,15 +84,23 @@ class ChatWidget:
         self.transcript = widgets.HTML()
         self.status = widgets.HTML()
         self.message = ""            # the status line as plain text ("" when all is well)
+        self._busy = False
+        self._answered = False       # an answer came and nothing has been typed since
+        self.text.observe(self._on_typing, names="value")
         self.send_button.on_click(self.on_send)
         self.reset_button.on_click(self.on_reset)
         self.box = widgets.VBox([self.transcript, widgets.HBox([self.text, self.send_button, self.reset_button]),
                                  self.status])
         self.render()
 
+    def _on_typing(self, _change) -> None:
+        self._answered = False
+
     def on_send(self, _button=None) -> None:
+        if self._busy or (self._answered and not self.text.value.strip()):
+            return
         question = self.text.value
-        self.send_button.disabled = True
+        self._busy = self.send_button.disabled = True
         self.status.value = "Thinking…"
         try:
             self.session.ask(question)
@@ -99,17 +110,21 @@ class ChatWidget:
         else:
             self.text.value = ""
             self.message = self.status.value = ""
+            self._answered = True
         finally:
-            self.send_button.disabled = False
+            self._busy = self.send_button.disabled = False
             self.render()
 
     def on_reset(self, _button=None) -> None:
         self.session.reset()
         self.message = self.status.value = ""
+        self._answered = False
         self.render()
 
     def render(self) -> None:
-        rows = [f"<p><b>{html.escape(role)}:</b> {html.escape(text)}</p>" for role, text in self.session.transcript()]
+        # overflow-wrap: a reply without spaces (a URL, JSON, stand-in noise) wraps instead of running off the box
+        rows = [f'<p style="overflow-wrap:anywhere"><b>{html.escape(role)}:</b> {html.escape(text)}</p>'
+                for role, text in self.session.transcript()]
         self.transcript.value = "".join(rows) or "<p><i>No messages yet.</i></p>"
 
     def _ipython_display_(self):

@@ -18,7 +18,7 @@ import math
 import re
 from dataclasses import dataclass
 
-_FENCE = re.compile(r"```[ \t]*(?:json|JSON)?[ \t]*\n?(.*?)(?:```|\Z)", re.S)
+_FENCE = re.compile(r"```[ \t]*(?:json|JSON)?[ \t]*\n?")
 
 
 @dataclass(frozen=True)
@@ -36,9 +36,13 @@ class Box:
 
 
 def _number(v) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
         return None
-    return float(v)
+    try:
+        v = float(v)
+    except OverflowError:   # an int too large for a float
+        return None
+    return v if math.isfinite(v) else None
 
 
 def _box(item) -> Box | None:
@@ -87,13 +91,21 @@ def _runs_off_end(text: str, start: int) -> bool:
     return True
 
 
+def _int(digits: str) -> int | float:
+    """A JSON integer; one past Python's int-from-str digit limit is out of range anyway, so it becomes inf."""
+    try:
+        return int(digits)
+    except ValueError:
+        return float(digits)
+
+
 def _json_values(text: str):
     """Every JSON value that starts at a '[' or '{' in text, in order, skipping prose and stray brackets.
 
     Raises _Truncated when a value runs off the end of the text: a cut-off answer is not an answer, and the
     complete objects inside it must not be taken for the whole list.
     """
-    decoder = json.JSONDecoder()
+    decoder = json.JSONDecoder(parse_int=_int)
     i = 0
     while True:
         starts = [j for j in (text.find("[", i), text.find("{", i)) if j >= 0]
@@ -120,8 +132,10 @@ def parse_boxes(text) -> list[Box]:
     """
     if not isinstance(text, str) or not text.strip():
         return []
+    # The JSON starts inside the fence; where it ends is found by parsing, not by the closing fence (a label may
+    # hold backticks too).
     fenced = _FENCE.search(text)
-    payload = fenced.group(1) if fenced else text
+    payload = text[fenced.end():] if fenced else text
     try:
         for value in _json_values(payload):
             items = value if isinstance(value, list) else [value]

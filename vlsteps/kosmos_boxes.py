@@ -25,7 +25,10 @@ def _box(box, width: int, height: int):
         return None
     if len(values) != 4 or not all(isinstance(v, Real) and not isinstance(v, bool) for v in values):
         return None
-    x1, y1, x2, y2 = (float(v) for v in values)
+    try:
+        x1, y1, x2, y2 = (float(v) for v in values)
+    except OverflowError:   # an int or fraction too large for a float
+        return None
     if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
         return None
     x1, x2 = (min(max(v, 0.0), 1.0) for v in (x1, x2))

@@ -17,6 +17,11 @@ def _clean(text, what: str) -> str:
     return " ".join(text.split())      # newlines and runs of spaces would leak into the prompt
 
 
+def _fill(template: str, text: str) -> str:
+    # Not str.format: any other brace in a template ("{x}", "{{}}", a lone "{") would raise or drop the question.
+    return template.replace("{}", text)
+
+
 def qa_prompt(question: str, history: Iterable[tuple[str, str]] = (), template: str = QA_TEMPLATE,
               sep: str = " ") -> str:
     """The prompt for `question` after the (question, answer) pairs in `history`, oldest first.
@@ -24,8 +29,8 @@ def qa_prompt(question: str, history: Iterable[tuple[str, str]] = (), template: 
     >>> qa_prompt("What color is it?", history=[("What is this?", "a cat")])
     'Question: What is this? Answer: a cat. Question: What color is it? Answer:'
 
-    Earlier answers get a final period (if they end without punctuation) so each turn reads as a sentence,
-    as in the BLIP-2 model card's chat example. The template must hold exactly one `{}`.
+    Earlier answers get a final period (unless they end with . ! or ?) so each turn reads as a sentence, as in
+    the BLIP-2 model card's chat example. The template must hold exactly one `{}`; other braces are kept as text.
     """
     if template.count("{}") != 1:
         raise ValueError(f"template must contain exactly one '{{}}' for the question, got {template!r}")
@@ -41,10 +46,12 @@ def qa_prompt(question: str, history: Iterable[tuple[str, str]] = (), template: 
         except (TypeError, ValueError):
             raise ValueError(f"history[{i}] must be a (question, answer) pair, got {pair!r}") from None
         q, a = _clean(q, f"history[{i}] question"), _clean(a, f"history[{i}] answer")
+        if not q:
+            raise ValueError(f"history[{i}] has an empty question")
         if a and a[-1] not in ".!?":
             a += "."
-        turns.append(f"{template.format(q)} {a}".rstrip())
-    turns.append(template.format(question))
+        turns.append(f"{_fill(template, q)} {a}".rstrip())
+    turns.append(_fill(template, question))
     return sep.join(turns)
 
 
@@ -57,4 +64,4 @@ def instruction_prompt(question: str, short: bool = True) -> str:
     question = _clean(question, "question")
     if not question:
         raise ValueError("question is empty")
-    return SHORT_ANSWER_TEMPLATE.format(question) if short else question
+    return _fill(SHORT_ANSWER_TEMPLATE, question) if short else question

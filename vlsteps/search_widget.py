@@ -5,6 +5,7 @@ unit-tested without a browser; the ipywidgets layer only wires the box, the pick
 """
 from __future__ import annotations
 
+import html
 from typing import Callable
 
 import matplotlib.pyplot as plt
@@ -29,7 +30,9 @@ class SearchWidget:
     """`SearchWidget(collection, embedder, images={"cat": path_or_pil, ...}).widget` in a notebook cell.
 
     `search(text=...)` or `search(image_name=...)` runs the query, draws the grid into the output area and
-    returns the hits; errors (empty query, unknown image) become a status message, not a traceback.
+    returns the hits. Every query first clears the previous grid; any error (empty query, unknown image, an
+    indexed image deleted since, a failing model or server) becomes the status line, never a traceback in a
+    callback, where nobody would see it.
     """
 
     def __init__(self, collection, embedder, images: dict | None = None, k: int = 8,
@@ -39,7 +42,7 @@ class SearchWidget:
         self.images = dict(images or {})
         self.render = render or self._render
         self.last_hits: list[index.Hit] = []
-        self._searched: tuple | None = None   # (text, k) of the last text query
+        self._shown: tuple | None = None   # (text, k) of the text query whose hits are on screen
         self.text = w.Text(placeholder="a photo of a cat", description="Query:", continuous_update=False,
                            layout=w.Layout(width="60%"))
         self.picker = w.Dropdown(options=[""] + list(self.images), value="", description="or image:")
@@ -47,18 +50,20 @@ class SearchWidget:
         self.button = w.Button(description="Search", button_style="primary", icon="search")
         self.status = w.HTML("")
         self.output = w.Output()
-        # Enter (or leaving the box) searches; so does the button, unless that query and k were just
-        # searched: typing then clicking fires both, and one search is enough.
+        # Enter (or leaving the box) searches; so does the button, unless that query's hits for this k are
+        # already on screen: typing then clicking fires both, and one search is enough.
         self.text.observe(lambda change: self.search(text=change["new"]), names="value")
-        self.button.on_click(lambda _: (self.text.value, int(self.k_slider.value)) != self._searched
+        self.button.on_click(lambda _: (self.text.value, int(self.k_slider.value)) != self._shown
                              and self.search(text=self.text.value))
         self.picker.observe(lambda change: change["new"] and self.search(image_name=change["new"]), names="value")
         self.widget = w.VBox([w.HBox([self.text, self.button]), w.HBox([self.picker, self.k_slider]),
                               self.status, self.output])
 
     def search(self, text: str | None = None, image_name: str | None = None) -> list[index.Hit]:
-        """Run one query (text, or one of `images` by name); show and return the hits."""
+        """Run one query (text, or one of `images` by name); show and return the hits ([] on any error)."""
         k = int(self.k_slider.value)
+        self._shown, self.last_hits, query = None, [], None
+        self.output.outputs = ()
         try:
             if image_name:
                 if image_name not in self.images:
@@ -66,30 +71,29 @@ class SearchWidget:
                 hits = index.search_by_image(self.collection, self.embedder, self.images[image_name], k=k)
                 title = f"nearest to image '{image_name}'"
             else:
+                self.picker.value = ""     # the picker no longer names what is shown (and can be picked again)
                 if not text or not text.strip():
                     self.status.value = "Type a query (e.g. <i>a photo of a cat</i>) or pick an image."
-                    self.last_hits = []
                     return []
-                self._searched = (text, k)
                 hits = index.search_by_text(self.collection, self.embedder, text, k=k)
-                title = f"nearest to '{text.strip()}'"
-        except (KeyError, ValueError) as e:
-            self.status.value = f"<span style='color:#b00020'>{e.args[0] if e.args else e}</span>"
-            self.last_hits = []
+                title, query = f"nearest to '{text.strip()}'", (text, k)
+            if hits:
+                self.render(hits, title)
+            self.status.value = (f"{len(hits)} of {self.collection.count()} images, "
+                                 f"best similarity {hits[0].similarity:.3f}" if hits else "the collection is empty")
+        except Exception as e:   # a callback's exception only reaches the kernel log: show it here instead
+            message = e.args[0] if isinstance(e, (KeyError, ValueError)) and e.args else f"{type(e).__name__}: {e}"
+            self.status.value = f"<span style='color:#b00020'>{html.escape(str(message), quote=False)}</span>"
+            self.output.outputs = ()   # a grid half drawn before the error
             return []
-        self.last_hits = hits
-        self.status.value = (f"{len(hits)} of {self.collection.count()} images, "
-                             f"best similarity {hits[0].similarity:.3f}" if hits else "the collection is empty")
-        if hits:
-            self.render(hits, title)
+        self.last_hits, self._shown = hits, query
         return hits
 
     def _render(self, hits, title):
-        # Set the Output widget's outputs directly rather than capturing with `with self.output:` and
-        # clear_output(wait=True): that capture path intermittently hangs headless runs (nbclient, CI).
+        # Add to the Output widget's outputs (search() has emptied them) rather than capturing with
+        # `with self.output:` and clear_output(wait=True): that path intermittently hangs headless runs (nbclient, CI).
         fig = show_hits(hits, title=title)
         try:
-            self.output.outputs = ()
             self.output.append_display_data(fig)
         finally:
             plt.close(fig)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import typing
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -49,6 +50,9 @@ class PlannedImage:
         return asdict(self)
 
 
+_FIELD_TYPES = typing.get_type_hints(PlannedImage)   # what a sidecar's settings must hold, key by key
+
+
 def stable_seed(category: str, index: int, base_seed: int = 0) -> int:
     """A seed from the image's identity only (not from its position in a list)."""
     digest = hashlib.sha256(f"{base_seed}/{category}/{index}".encode()).hexdigest()
@@ -76,14 +80,26 @@ def _paths(out_dir: Path, spec: PlannedImage) -> tuple[Path, Path]:
     return base.with_suffix(".png"), base.with_suffix(".json")
 
 
+def _sidecar(meta: Path) -> PlannedImage | None:
+    """The image a JSON sidecar describes, or None when it is unreadable or of another schema: such an image is
+    treated as missing (skipped, then regenerated), never a crash."""
+    try:
+        doc = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    settings = doc.get("settings") if isinstance(doc, dict) else None
+    if not isinstance(settings, dict) or settings.keys() != _FIELD_TYPES.keys():
+        return None
+    for key, kind in _FIELD_TYPES.items():
+        value = settings[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else kind):
+            return None
+    return PlannedImage(**settings)
+
+
 def is_present(out_dir: Path, spec: PlannedImage) -> bool:
     png, meta = _paths(out_dir, spec)
-    if not (png.exists() and meta.exists()):
-        return False
-    try:
-        return json.loads(meta.read_text()).get("settings") == spec.settings()
-    except (OSError, ValueError):
-        return False
+    return png.exists() and _sidecar(meta) == spec
 
 
 def batches(specs: Sequence[PlannedImage], batch_size: int) -> list[list[PlannedImage]]:
@@ -149,10 +165,8 @@ def load_records(out_dir) -> list[dict]:
     """Every image already saved under out_dir (sorted by path), read back from the JSON files."""
     out = []
     for meta in sorted(Path(out_dir).glob("*/*.json")):
-        try:
-            settings = json.loads(meta.read_text())["settings"]
-        except (OSError, ValueError, KeyError):
-            continue
-        if meta.with_suffix(".png").exists():
-            out.append(record(out_dir, PlannedImage(**settings)))
+        spec = _sidecar(meta)
+        png = meta.with_suffix(".png")
+        if spec is not None and _paths(Path(out_dir), spec) == (png, meta) and png.exists():   # it describes itself
+            out.append(record(out_dir, spec))
     return out
