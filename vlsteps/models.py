@@ -102,7 +102,7 @@ def _show_standin_banner(spec: registry.ModelSpec, incomplete: str | None = None
         from IPython.display import HTML, display
         if get_ipython() is not None:
             display(HTML(f'<div style="background:#b00020;color:white;padding:8px;font-weight:bold">'
-                         f'{html.escape(text)}</div>'))
+                         f'{html.escape(text, quote=False)}</div>'))
             return
     except ImportError:
         pass

@@ -7,7 +7,7 @@ from transformers import (CLIPImageProcessor, Kosmos2Config, Kosmos2ForCondition
 from .common import TINY, harden_lm_head, seeded
 from .tiny_tokenizers import xlmr_tokenizer
 
-LATENT_QUERIES = 64   # == Kosmos2Processor.num_image_tokens; if they differ the image is misplaced
+LATENT_QUERIES = 64   # == the image positions Kosmos2Processor reserves; if they differ the image is misplaced
 
 
 def build(spec, out):
