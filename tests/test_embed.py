@@ -62,11 +62,20 @@ def test_a_single_string_is_refused(embedder):
         embedder.texts("a photo of a cat")
 
 
-def test_fingerprint_follows_the_architecture_not_the_dtype(clip_path, embedder):
+def test_fingerprint_follows_the_architecture_and_weights_not_the_dtype(clip_path, embedder, tmp_path):
     from transformers import CLIPModel
-    bf16 = CLIPModel.from_pretrained(clip_path, dtype=torch.bfloat16)
-    assert model_fingerprint(bf16) == embedder.fingerprint
+    for dtype in (torch.float16, torch.bfloat16):
+        assert model_fingerprint(CLIPModel.from_pretrained(clip_path, dtype=dtype)) == embedder.fingerprint
     cfg = CLIPModel.from_pretrained(clip_path).config
+    seeded = {}
+    for seed in (1, 2):                                   # two stand-ins: same config, other weights
+        torch.manual_seed(seed)
+        seeded[seed] = CLIPModel(cfg).eval()
+    prints = {seed: model_fingerprint(m) for seed, m in seeded.items()}
+    assert len({embedder.fingerprint, *prints.values()}) == 3
+    seeded[1].save_pretrained(tmp_path / "seed1")         # the same weights reloaded, at another dtype too
+    for dtype in (torch.float32, torch.bfloat16):
+        assert model_fingerprint(CLIPModel.from_pretrained(tmp_path / "seed1", dtype=dtype)) == prints[1]
     cfg.vision_config.num_hidden_layers = 1
     assert model_fingerprint(CLIPModel(cfg)) != embedder.fingerprint
     assert embedder.collection_tag == f"clip-{embedder.dim}d-{embedder.fingerprint}"

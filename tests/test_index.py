@@ -3,64 +3,26 @@
 The `chroma_server` fixture spawns `<venv>/bin/chroma run --path TMP --port FREE`, waits for its heartbeat
 (bounded), yields an HttpClient, and stops the server at the end of the session.
 """
+import multiprocessing
+import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from vlsteps import index
+import stress_jobs as jobs
+from conftest import free_port
+from vlsteps import chroma_lock, index
 from vlsteps.embed import ClipEmbedder
 
-SERVER_START_TIMEOUT_S = 120
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def chroma_server_url(tmp_path_factory):
-    exe = Path(sys.executable).parent / "chroma"
-    assert exe.exists(), f"no chroma executable next to {sys.executable} (pip install chromadb)"
-    data = tmp_path_factory.mktemp("chroma-server")
-    log_path = data.parent / "chroma-server.log"
-    port = _free_port()
-    url = f"http://localhost:{port}"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([str(exe), "run", "--path", str(data), "--port", str(port)], stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"chroma run exited with {proc.returncode}:\n{log_path.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"chroma run gave no heartbeat within {SERVER_START_TIMEOUT_S} s:\n"
-                            f"{log_path.read_text()[-2000:]}")
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+CHILD_TIMEOUT_S = 120
 
 
 @pytest.fixture(scope="session")
@@ -195,6 +157,34 @@ def test_precision_at_k_with_a_model_that_knows_the_categories(client, images):
     assert p == {"red": 1.0, "green": 1.0, "blue": 1.0}
 
 
+def test_a_clip_with_other_weights_gets_its_own_collection(client, clip_path, embedder, images):
+    from transformers import CLIPModel
+    col = _index(client, embedder, images)
+    torch.manual_seed(123)                                      # same config, other weights
+    other = ClipEmbedder(CLIPModel(CLIPModel.from_pretrained(clip_path).config).eval(), embedder.processor)
+    col2 = _index(client, other, images)
+    assert col2.name != col.name and col2.count() == len(images)
+    for m in images:                                            # its vectors, not the other model's
+        hit = index.search_by_image(col2, other, m["path"], k=1)[0]
+        assert hit.id == index.content_id(m["path"]) and hit.similarity == pytest.approx(1.0, abs=1e-4)
+
+
+def test_nan_or_inf_vectors_are_refused(client, images):
+    col = _index(client, ColorEmbedder(), images[:2])
+    for bad in (np.nan, np.inf, -np.inf):
+        with pytest.raises(ValueError, match="query vector has NaN or infinite"):
+            index.search_by_vector(col, np.array([1.0, bad, 0.0], dtype=np.float32))
+
+    class Overflowing(ColorEmbedder):
+        def images(self, items):
+            v = super().images(items)
+            v[-1] = np.nan                                      # what a float16 overflow gives
+            return v
+    with pytest.raises(ValueError, match=r"embedder returned NaN .* 1 of 2 .* Nothing was stored.*float32"):
+        index.index_images(col, Overflowing(), [m["path"] for m in images[2:4]], images[2:4])
+    assert col.count() == 2
+
+
 # --- embedded-only or server-only details --------------------------------------------------------------
 @pytest.mark.parametrize("space", ["cosine", "ip", "l2"])
 def test_every_space_reports_the_cosine_on_unit_vectors(tmp_path, images, space):
@@ -218,9 +208,102 @@ def test_the_env_url_selects_the_server(monkeypatch, chroma_server_url, tmp_path
 
 
 def test_an_unreachable_server_fails_with_one_clear_message(monkeypatch):
-    monkeypatch.setenv(index.ENV_URL, f"http://localhost:{_free_port()}")
+    monkeypatch.setenv(index.ENV_URL, f"http://localhost:{free_port()}")
     with pytest.raises(ConnectionError, match="chroma run"):
         index.chroma_client()
     monkeypatch.setenv(index.ENV_URL, "ftp://nowhere")
     with pytest.raises(ValueError, match="not a URL"):
         index.chroma_client()
+
+
+def test_an_unanswering_server_fails_within_the_deadline(monkeypatch):
+    """A socket that accepts connections (the kernel does, from the backlog) and never answers."""
+    monkeypatch.setenv("VLSTEPS_TIMEOUT", "2")
+    outcome = []
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+
+        def connect():
+            try:
+                index.chroma_client(url=url)
+            except Exception as e:
+                outcome.append(e)
+        worker = threading.Thread(target=connect, daemon=True)
+        start = time.monotonic()
+        worker.start()
+        worker.join(30)                                         # generous: the deadline is 2 s
+        assert not worker.is_alive(), "chroma_client() still waits for a server that never answers"
+    assert time.monotonic() - start < 15
+    assert isinstance(outcome[0], ConnectionError) and "chroma run" in str(outcome[0])
+    assert "2 s" in str(outcome[0]) and "VLSTEPS_TIMEOUT" in str(outcome[0])
+
+
+# --- several processes on one embedded index ------------------------------------------------------------
+def _in_another_process(fn, *args):
+    """`fn(*args)` in a fresh (spawned) Python, like a second notebook kernel; bounded."""
+    with multiprocessing.get_context("spawn").Pool(1) as other:
+        return other.apply_async(fn, args).get(CHILD_TIMEOUT_S)
+
+
+def test_another_process_writing_the_folder_loses_nothing(tmp_path):
+    """Kernel A indexes, kernel B indexes more (its Chroma saves the HNSW index, and trims the log, every
+    50 records here), A indexes again: A must neither lose B's items nor overwrite them."""
+    where = str(tmp_path / "chroma")
+    jobs.create(where)
+    jobs.index_items(where, range(0, 30))
+    _in_another_process(jobs.index_items, where, range(30, 150), 1)
+    seen = jobs.index_items(where, range(150, 160))
+    back = _in_another_process(jobs.read_back, where)           # a third kernel, opened afterwards
+    assert seen == [(160, 160)]
+    assert back["count"] == len(back["ids"]) == len(back["found"]) == 160
+    assert sorted(back["items"]) == list(range(160))
+
+
+def test_reindexing_repairs_an_index_that_lost_vectors(tmp_path):
+    """Damage an index the way unlocked kernels did (two Chroma cores on one folder), then re-index."""
+    import chromadb
+    where = tmp_path / "chroma"
+    jobs.create(str(where))
+    emb = jobs.RandomEmbedder()
+    items = list(range(160))
+    cores = [chromadb.PersistentClient(path=spelling, settings=index._settings())
+             for spelling in (str(where), f"{where}/")]         # two spellings: chromadb opens two cores
+    for core, part in [(0, items[:30]), (1, items[30:150]), (0, items[150:])]:
+        col = cores[core].get_collection(index.collection_name(emb), embedding_function=None)
+        for start in range(0, len(part), jobs.BATCH):
+            batch = part[start:start + jobs.BATCH]
+            col.upsert(ids=[index.content_id(jobs.picture(i)) for i in batch],
+                       embeddings=emb.images([jobs.picture(i) for i in batch]))
+    for core in cores:
+        core.close()
+    col = index.image_collection(index.chroma_client(path=where, url=""), emb)
+    with pytest.raises(Exception, match="Error finding id|Error getting embedding"):
+        col.get(include=["embeddings"])                         # the damage: counted, but vectors gone
+
+    index.index_images(col, emb, [jobs.picture(i) for i in items], [{"item": i} for i in items])
+    assert col.count() == len(col.get(include=["embeddings"])["ids"]) == len(items)
+    assert len(index.search_by_vector(col, jobs.vector(b"q"), k=len(items))) == len(items)
+
+
+def test_a_held_lock_times_out_naming_the_folder_and_a_killed_holder_releases_it(tmp_path):
+    where = tmp_path / "chroma"
+    col = index.image_collection(index.chroma_client(path=where, url="", lock_timeout=1), ColorEmbedder())
+    held = tmp_path / "held"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from filelock import FileLock; lock = FileLock(sys.argv[1]); lock.acquire(); "
+        "open(sys.argv[2], 'w').close(); time.sleep(120)"), str(where / chroma_lock.LOCK_FILE), str(held)])
+    try:
+        deadline = time.monotonic() + CHILD_TIMEOUT_S
+        while not held.exists():
+            assert holder.poll() is None and time.monotonic() < deadline, "the lock holder did not start"
+            time.sleep(0.05)
+        start = time.monotonic()
+        with pytest.raises(TimeoutError, match=f"{where}.* stayed locked for 1 s: another process"):
+            col.count()
+        assert time.monotonic() - start < 10
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)                     # dies holding the lock
+        holder.wait(CHILD_TIMEOUT_S)
+    assert col.count() == 0                                     # the system released it

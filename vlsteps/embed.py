@@ -42,12 +42,27 @@ def _strip(obj):
     return obj
 
 
-def model_fingerprint(model) -> str:
-    """8 hex chars that differ between architectures and sizes (a stand-in vs the real CLIP) but not
-    between dtypes or load paths of one checkpoint. Part of the Chroma collection name."""
-    cfg = model.config.to_dict()
-    text = json.dumps(_strip(cfg), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:8]
+def model_fingerprint(model, samples: int = 256) -> str:
+    """8 hex chars that differ between architectures, sizes *and weights* (a stand-in vs the real CLIP, two
+    checkpoints of one config) but not between dtypes or load paths of one checkpoint. Part of the Chroma
+    collection name.
+
+    The weights enter as the sign bits of `samples` evenly spaced values of every tensor: the one part of
+    a float that no cast between float32, float16 and bfloat16 changes (magnitudes change in the last bits,
+    and any rounding of them flips somewhere), read in milliseconds instead of hashing gigabytes. Other
+    weights (a new seed, a fine-tune) flip thousands of the sampled signs."""
+    h = hashlib.sha256(json.dumps(_strip(model.config.to_dict()), sort_keys=True, default=str).encode())
+    signs = []
+    with torch.no_grad():
+        for name, tensor in sorted(model.state_dict().items()):
+            flat = tensor.detach().reshape(-1)
+            k = min(samples, flat.numel())
+            picks = torch.arange(k, device=flat.device) * (flat.numel() - 1) // max(k - 1, 1)   # exact in int64
+            signs.append(torch.signbit(flat[picks].float()).cpu())
+            h.update(f"{name}:{tuple(tensor.shape)};".encode())
+    if signs:
+        h.update(np.packbits(torch.cat(signs).numpy()).tobytes())
+    return h.hexdigest()[:8]
 
 
 class ClipEmbedder:

@@ -11,6 +11,8 @@ Why these choices:
 - **The collection name carries the model** (`images-<key>-<dim>d-<fingerprint>`): vectors from two
   models (or a stand-in and the real CLIP) never share a collection, and a vector of the wrong size
   stops with a clear message instead of a Chroma stack trace.
+- **Several kernels, one folder**: the embedded client is not multi-process safe by itself (it loses
+  vectors); `vlsteps.chroma_lock` serialises its calls and keeps each process current.
 - **Server mode**: with `VLSTEPS_CHROMA_URL=http://host:port` (a `chroma run` server) every helper
   talks to the server instead of the embedded on-disk client, with no other change.
 """
@@ -18,15 +20,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Sequence
 from urllib.parse import urlparse
 
 import numpy as np
 from PIL import Image
 
+from .chroma_lock import LOCK_TIMEOUT_S, locked_client
 from .images import load_image
+from .net import ENV_TIMEOUT, timeout_s
 
 SPACES = ("cosine", "ip", "l2")
 ENV_URL = "VLSTEPS_CHROMA_URL"
@@ -61,9 +65,11 @@ def _settings():
     return Settings(anonymized_telemetry=False)
 
 
-def chroma_client(path=None, url: str | None = None):
-    """`HttpClient` for `url` (default: env `VLSTEPS_CHROMA_URL`), else a `PersistentClient` at
-    `path` (default: `vlsteps.outputs_dir()/"chroma"`). A server that does not answer fails fast."""
+def chroma_client(path=None, url: str | None = None, lock_timeout: float = LOCK_TIMEOUT_S):
+    """`HttpClient` for `url` (default: env `VLSTEPS_CHROMA_URL`), else a `PersistentClient` at `path`
+    (default: `vlsteps.outputs_dir()/"chroma"`) whose calls hold the folder's inter-process lock, so that
+    several kernels can share it (`vlsteps.chroma_lock`); a call waits at most `lock_timeout` s for it.
+    A server that does not answer its heartbeat within `vlsteps.net.timeout_s()` fails with one message."""
     import chromadb
     url = url if url is not None else os.environ.get(ENV_URL, "").strip()
     if url:
@@ -73,9 +79,13 @@ def chroma_client(path=None, url: str | None = None):
         ssl = parsed.scheme == "https"
         port = parsed.port or (443 if ssl else 8000)
         try:
+            _heartbeat(parsed.hostname, port, ssl, timeout_s())
             client = chromadb.HttpClient(host=parsed.hostname, port=port, ssl=ssl, settings=_settings())
-            client.heartbeat()
-        except Exception as e:   # connection refused, DNS, TLS: one clear message
+            # chromadb sends every later request with no timeout at all: bound each phase of each request
+            # (connect, every read) so a server that stops answering mid-session fails instead of hanging.
+            import httpx
+            client._server._session.timeout = httpx.Timeout(timeout_s())
+        except Exception as e:   # connection refused, DNS, TLS, no answer: one clear message
             raise ConnectionError(f"No Chroma server answers at {url} ({e.__class__.__name__}: {e}). Start one "
                                   f"with `chroma run --path DIR --port {port}`, or unset {ENV_URL} to use the "
                                   "embedded on-disk index.") from None
@@ -83,8 +93,32 @@ def chroma_client(path=None, url: str | None = None):
     if path is None:
         from .models import outputs_dir
         path = outputs_dir() / "chroma"
-    Path(path).mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=str(path), settings=_settings())
+    return locked_client(path, _settings(), lock_timeout)
+
+
+def _heartbeat(host: str, port: int, ssl: bool, seconds: float) -> None:
+    """GET the server's heartbeat within `seconds` in all. chromadb's HttpClient sends requests with no
+    timeout (its constructor already waits for answers), and httpx's timeouts count per read, so the
+    request runs in a daemon thread that is given up on at the deadline."""
+    import httpx
+    from chromadb.api.base_http_client import BaseHTTPClient
+    from chromadb.config import APIVersion
+    route = BaseHTTPClient.resolve_url(host, ssl, APIVersion.V2.value, port) + "/heartbeat"
+    outcome: list = []
+
+    def get():
+        try:
+            httpx.get(route, timeout=seconds).raise_for_status()
+            outcome.append(None)
+        except Exception as e:
+            outcome.append(e)
+    worker = threading.Thread(target=get, name="vlsteps-chroma-heartbeat", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if not outcome:
+        raise TimeoutError(f"no heartbeat within {seconds:g} s (set {ENV_TIMEOUT} to wait longer)")
+    if outcome[0] is not None:
+        raise outcome[0]
 
 
 def describe_client(client) -> str:
@@ -136,6 +170,14 @@ def check_dim(collection, vectors: np.ndarray) -> None:
             "collection.")
 
 
+def check_finite(vectors: np.ndarray, what: str, advice: str) -> None:
+    """NaN or inf would be stored or searched as is, and every similarity would come back NaN."""
+    bad = ~np.isfinite(vectors).all(axis=1)
+    if bad.any():
+        raise ValueError(f"{what} NaN or infinite values in {int(bad.sum())} of {len(vectors)} vector(s). "
+                         f"{advice}")
+
+
 # --- ids and metadata ---------------------------------------------------------------------------------
 def content_id(image) -> str:
     """sha256 of the decoded pixels (size, mode, bytes): the same picture always gets the same id,
@@ -162,12 +204,23 @@ def _clean_meta(meta: dict | None) -> dict:
     return out
 
 
+def _with_vectors(collection, ids: list[str]) -> set[str]:
+    """The ids among `ids` that are stored *with* their vector. An index damaged by processes that wrote
+    to it at once before vlsteps locked it has ids whose vector is gone ("Error finding id"): those are
+    embedded again, which repairs it."""
+    from chromadb.errors import InternalError
+    try:
+        return set(collection.get(ids=ids, include=["embeddings"])["ids"])
+    except InternalError:
+        return set()
+
+
 def index_images(collection, embedder, images: Sequence, metadatas: Sequence[dict] | None = None) -> list[str]:
     """Embed and upsert images (PIL images or paths); returns their ids in input order.
 
-    Only images whose id is not yet in the collection are embedded (a re-run costs a lookup, not a
-    forward pass); their metadata is upserted either way. `metadatas[i]` typically holds `path`,
-    `category`, `prompt`; the embedder's `model_key` is added."""
+    Only images whose vector is not yet in the collection are embedded (a re-run costs a lookup, not a
+    forward pass); their metadata is upserted either way. NaN or inf vectors are refused, storing nothing.
+    `metadatas[i]` typically holds `path`, `category`, `prompt`; the embedder's `model_key` is added."""
     images = list(images)
     metadatas = list(metadatas) if metadatas is not None else [{} for _ in images]
     if len(metadatas) != len(images):
@@ -184,12 +237,14 @@ def index_images(collection, embedder, images: Sequence, metadatas: Sequence[dic
     uniq = list(first.items())
     if not uniq:
         return ids
-    present = set(collection.get(ids=[u for u, _ in uniq], include=[])["ids"])
+    present = _with_vectors(collection, [u for u, _ in uniq])
     metas = {u: _clean_meta({**metadatas[i], "model_key": embedder.model_key}) for u, i in uniq}
     new = [(u, i) for u, i in uniq if u not in present]
     if new:
         vectors = embedder.images([images[i] for _, i in new])
         check_dim(collection, vectors)
+        check_finite(vectors, "the embedder returned", "Nothing was stored. Load the model in float32 or "
+                     "bfloat16 (float16 can overflow), and check that the images decode.")
         collection.upsert(ids=[u for u, _ in new], embeddings=vectors, metadatas=[metas[u] for u, _ in new])
     old = [u for u, _ in uniq if u in present]
     if old:
@@ -211,6 +266,8 @@ def search_by_vector(collection, vector, k: int = 8, where: dict | None = None) 
     if vector.ndim == 1:
         vector = vector[None]
     check_dim(collection, vector)
+    check_finite(vector[:1], "the query vector has", "Check how it was computed (a float16 model can "
+                 "overflow: load it in float32 or bfloat16).")
     n = collection.count()
     if n == 0 or k < 1:
         return []
