@@ -1,7 +1,6 @@
 """Without Python 3.11 the LAVIS route is skipped with one line, and `make run`/`make test` still pass."""
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest

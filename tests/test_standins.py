@@ -51,3 +51,14 @@ def test_unknown_key_is_refused_with_the_known_keys(tmp_path):
     run = subprocess.run([sys.executable, "-m", "vlsteps.standins", "--dest", str(tmp_path), "nope"],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode != 0 and "unknown model key 'nope'" in run.stderr and "clip" in run.stderr
+
+
+def test_a_build_prints_no_progress_bars(tmp_path, capfd):
+    # Stand-ins are built inside notebook cells (the first model_dir call): a "Writing model shards" bar there
+    # would be noise for the reader and would break the NBVAL_CHECK_OUTPUT cell that happens to build one.
+    from transformers.utils import logging
+    from vlsteps.standins import build
+    build("vit", tmp_path)
+    err = capfd.readouterr().err
+    assert "Writing model shards" not in err and "it/s]" not in err, err[-500:]
+    assert logging.is_progress_bar_enabled(), "the build must restore transformers' progress bars"

@@ -11,6 +11,7 @@ import importlib
 import json
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from .. import registry
@@ -31,6 +32,19 @@ def is_standin(folder: Path) -> bool:
     return (Path(folder) / MARKER).exists()
 
 
+@contextmanager
+def _quiet():
+    """No "Writing model shards" bars: a stand-in is often built inside a notebook cell, whose output they clutter."""
+    from transformers.utils import logging
+    enabled = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            logging.enable_progress_bar()
+
+
 def build(key: str, dest: Path) -> Path:
     """Build one stand-in into dest/<folder>, atomically: a crash leaves no half-written folder."""
     spec = registry.get(key)
@@ -39,7 +53,8 @@ def build(key: str, dest: Path) -> Path:
     final = dest / spec.folder
     tmp = Path(tempfile.mkdtemp(prefix=f".{spec.folder}.", dir=dest))
     try:
-        importlib.import_module(f"{__name__}.{spec.family}").build(spec, tmp)
+        with _quiet():
+            importlib.import_module(f"{__name__}.{spec.family}").build(spec, tmp)
         (tmp / MARKER).write_text(json.dumps(
             {"key": key, "repo_id": spec.repo_id, "builder": builder_version(spec)}, indent=1) + "\n")
         if final.exists():
