@@ -19,7 +19,8 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
-	$(PY) -m pip install -q --no-deps -e .
+	# compat: a plain .pth to the checkout (the default import hook prints a warning a newcomer reads as an error)
+	$(PY) -m pip install -q --no-deps -e . --config-settings editable_mode=compat
 	touch $@
 
 run: $(STAMP) lavis-env

@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from safetensors import SafetensorError, safe_open
-
 from .files import atomic_write
 from .registry import ModelSpec
 
@@ -88,6 +86,7 @@ def _weights_problem(folder: Path, name: str) -> str | None:
 
 
 def _safetensors_problem(folder: Path, name: str) -> str | None:
+    from safetensors import SafetensorError, safe_open   # here: the LAVIS venv imports this module without it
     try:
         with safe_open(folder / name, framework="np"):  # reads the header, checks its data length against the size
             return None
