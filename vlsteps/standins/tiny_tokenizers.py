@@ -36,7 +36,7 @@ def _words(lower: bool = False) -> list[str]:
 
 
 def _trained(tok, vocab_size: int):
-    return tok.train_new_from_iterator(iter(CORPUS), vocab_size=vocab_size)
+    return tok.train_new_from_iterator(iter(CORPUS), vocab_size=vocab_size, show_progress=False)
 
 
 def clip_tokenizer(vocab_size: int = 1000):
