@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 from dataclasses import dataclass, field
 from typing import Sequence
 from urllib.parse import urlparse
@@ -30,7 +29,7 @@ from PIL import Image
 
 from .chroma_lock import LOCK_TIMEOUT_S, locked_client
 from .images import load_image
-from .net import ENV_TIMEOUT, timeout_s
+from .net import fetch, timeout_s
 
 SPACES = ("cosine", "ip", "l2")
 ENV_URL = "VLSTEPS_CHROMA_URL"
@@ -97,28 +96,12 @@ def chroma_client(path=None, url: str | None = None, lock_timeout: float = LOCK_
 
 
 def _heartbeat(host: str, port: int, ssl: bool, seconds: float) -> None:
-    """GET the server's heartbeat within `seconds` in all. chromadb's HttpClient sends requests with no
-    timeout (its constructor already waits for answers), and httpx's timeouts count per read, so the
-    request runs in a daemon thread that is given up on at the deadline."""
-    import httpx
+    """GET the server's heartbeat within `seconds` in all (`vlsteps.net.fetch`): chromadb's HttpClient
+    constructor already sends requests, with no timeout."""
     from chromadb.api.base_http_client import BaseHTTPClient
     from chromadb.config import APIVersion
-    route = BaseHTTPClient.resolve_url(host, ssl, APIVersion.V2.value, port) + "/heartbeat"
-    outcome: list = []
-
-    def get():
-        try:
-            httpx.get(route, timeout=seconds).raise_for_status()
-            outcome.append(None)
-        except Exception as e:
-            outcome.append(e)
-    worker = threading.Thread(target=get, name="vlsteps-chroma-heartbeat", daemon=True)
-    worker.start()
-    worker.join(seconds)
-    if not outcome:
-        raise TimeoutError(f"no heartbeat within {seconds:g} s (set {ENV_TIMEOUT} to wait longer)")
-    if outcome[0] is not None:
-        raise outcome[0]
+    fetch(BaseHTTPClient.resolve_url(host, ssl, APIVersion.V2.value, port) + "/heartbeat",
+          max_bytes=64 * 1024, timeout=seconds)
 
 
 def describe_client(client) -> str:
