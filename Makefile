@@ -15,13 +15,12 @@ TEST_ENV := VLSTEPS_STANDINS=1 VLSTEPS_MODELS_DIR=$(CURDIR)/build/test-models \
 
 venv: $(STAMP)
 
-# The checkout goes on the venv's path through a .pth file (as in scripts/lavis_env.sh): pip's editable install
-# prints a setuptools warning, in every mode, that a newcomer reads as an error.
+# The checkout goes on the venv's path through a .pth file (scripts/checkout_on_path.py says why).
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
-	$(PY) -c 'import site, sys; open(site.getsitepackages()[0] + "/vlsteps-repo.pth", "w").write(sys.argv[1] + "\n")' $(CURDIR)
+	$(PY) scripts/checkout_on_path.py
 	touch $@
 
 run: $(STAMP) lavis-env

@@ -28,8 +28,7 @@ echo "check-python $ver: $("$py" -V 2>&1) from $py; venv in $WORK/venv"
 "$py" -m venv "$WORK/venv"
 VPY=$WORK/venv/bin/python
 if ! { "$VPY" -m pip install -q --upgrade pip && "$VPY" -m pip install -q -r "$ROOT/requirements-dev.txt" &&
-       "$VPY" -c 'import site, sys; open(site.getsitepackages()[0] + "/vlsteps-repo.pth", "w").write(sys.argv[1] + "\n")' \
-           "$ROOT"; } > "$WORK/install.log" 2>&1; then
+       "$VPY" "$ROOT/scripts/checkout_on_path.py"; } > "$WORK/install.log" 2>&1; then
     grep -v "^WARNING: Location" "$WORK/install.log" | tail -n 15 | cut -c1-400
     echo "check-python $ver: installs: NO (pip failed, see above; log in $WORK/install.log) after $(minutes "$start") min"
     exit 1

@@ -65,9 +65,8 @@ else
     # --no-compile: no bytecode for the ~20,000 installed modules up front (minutes of CPU); Python compiles
     # what is actually imported, once, on first use.
     "$PY" -m pip install -q --no-compile -r "$REQ" -c "$CON"
-    # vlsteps itself (sample photos, prompts, answers) goes on the path through a .pth file, not pip: its
-    # declared dependencies are the main environment's (transformers 5) and would make pip report conflicts.
-    "$PY" -c 'import site, sys; open(site.getsitepackages()[0] + "/vlsteps-repo.pth", "w").write(sys.argv[1] + "\n")' "$ROOT"
+    # vlsteps itself (sample photos, prompts, answers) goes on the path through a .pth file, not pip.
+    "$PY" "$ROOT/scripts/checkout_on_path.py"
     # Proof that the LAVIS API imports, with the versions that matter.
     "$PY" - <<'PYEOF'
 import warnings
