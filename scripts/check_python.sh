@@ -23,18 +23,27 @@ if [ -z "$py" ]; then
 fi
 start=$(date +%s)
 minutes() { awk "BEGIN { printf \"%.1f\", ($(date +%s) - $1) / 60 }"; }
+free_gb() { df -Pk "$WORK" | awk 'NR == 2 { printf "%.1f", $4 / 1048576 }'; }
 rm -rf "$WORK"; mkdir -p "$WORK"
-echo "check-python $ver: $("$py" -V 2>&1) from $py; venv in $WORK/venv"
+echo "check-python $ver: $("$py" -V 2>&1) from $py; venv in $WORK/venv; $(free_gb) GB free on its disk"
 "$py" -m venv "$WORK/venv"
 VPY=$WORK/venv/bin/python
-if ! { "$VPY" -m pip install -q --upgrade pip && "$VPY" -m pip install -q -r "$ROOT/requirements-dev.txt" &&
+# No pip cache: the venv is thrown away, and cached CUDA wheels would hold gigabytes of the disk after it.
+if ! { "$VPY" -m pip install -q --no-cache-dir --upgrade pip &&
+       "$VPY" -m pip install -q --no-cache-dir -r "$ROOT/requirements-dev.txt" &&
        "$VPY" "$ROOT/scripts/checkout_on_path.py"; } > "$WORK/install.log" 2>&1; then
     grep -v "^WARNING: Location" "$WORK/install.log" | tail -n 15 | cut -c1-400
+    if grep -q "No space left on device" "$WORK/install.log"; then
+        echo "check-python $ver: the disk filled up: the venv holds a CUDA build of torch (about 6 GB, measured)" \
+             "and pip needs its wheels beside it while installing; free some space and run it again"
+    fi
+    rm -rf "$WORK/venv"
     echo "check-python $ver: installs: NO (pip failed, see above; log in $WORK/install.log) after $(minutes "$start") min"
     exit 1
 fi
 installed=$(minutes "$start")
-echo "check-python $ver: installed in $installed min: $("$VPY" -c 'import torch, transformers, chromadb
+venv_gb=$(du -sk "$WORK/venv" | awk '{ printf "%.1f", $1 / 1048576 }')
+echo "check-python $ver: installed in $installed min ($venv_gb GB): $("$VPY" -c 'import torch, transformers, chromadb
 print(f"torch {torch.__version__}, transformers {transformers.__version__}, chromadb {chromadb.__version__}")')"
 
 export VLSTEPS_STANDINS=1 VLSTEPS_MODELS_DIR=$WORK/test-models VLSTEPS_OUTPUTS_DIR=$WORK/test-outputs
