@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -49,9 +50,10 @@ def hub(monkeypatch, tmp_path):
 
 
 def script_env(tmp_path: Path, **env: str) -> dict[str, str]:
-    """The environment of a fresh shell: no token, no user cache, models under tmp_path."""
+    """The environment of a fresh shell with the tests' venv activated: no token, no user cache, models under
+    tmp_path."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING_FACE", "VLSTEPS_"))}
-    clean.update({"HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_OFFLINE": "0",
+    clean.update({"HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_OFFLINE": "0", "VIRTUAL_ENV": sys.prefix,
                   "VLSTEPS_MODELS_DIR": str(tmp_path / "models"), **env})
     return clean
 
@@ -267,3 +269,12 @@ def test_all_means_every_non_optional_model_once():
     assert set(keys) == {m.key for m in registry.MODELS.values() if not m.optional}
     optional = next(m.key for m in registry.MODELS.values() if m.optional)
     assert [m.key for m in dl.select([optional, "all"])][0] == optional
+
+def test_script_runs_in_the_active_venv_before_the_projects_own(tmp_path):
+    """A user who activated a venv (or check_python.sh's, which has no .venv beside it) gets that venv's Python."""
+    fake = tmp_path / "venv" / "bin" / "python"
+    fake.parent.mkdir(parents=True)
+    fake.write_text('#!/bin/sh\necho "active venv: $*"\n')
+    fake.chmod(0o755)
+    result = run_script(tmp_path, "--list", VIRTUAL_ENV=str(tmp_path / "venv"))
+    assert result.stdout.strip() == "active venv: -m vlsteps.download --list"
