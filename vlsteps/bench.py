@@ -1,4 +1,5 @@
-"""Benchmarks (not tests): `python -m vlsteps.bench index [--arch B/32|L/14]`.
+"""Benchmarks (not tests): `python -m vlsteps.bench index [--arch B/32|L/14]` and `python -m vlsteps.bench serve`
+(batched service vs one request, one forward: see vlsteps/serve/loadtest.py).
 
 `index` measures image-embedding throughput of the CLIP notebook's indexing code (`ClipEmbedder`: batches,
 `torch.inference_mode`, SDPA attention, the processor's batched torchvision transforms, the next batch decoded
@@ -249,7 +250,14 @@ def main(argv=None) -> None:
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "both"], default="auto",
                    help="dtype(s) of the batched path; the original style is always float32. auto: both where "
                         "the CPU has native bf16 (AVX512_BF16/AMX), else float32")
+    p = sub.add_parser("serve", help="the HTTP service, batched vs one request one forward, at concurrency 1/4/16")
+    p.add_argument("--arch", choices=[*ARCHS, "both"], default="both")
+    p.add_argument("--requests", type=int, help="one-image requests per level and server (default 64 B/32, 24 L/14)")
     args = parser.parse_args(argv)
+    if args.what == "serve":
+        from .serve.loadtest import bench_serve
+        archs = list(ARCHS) if args.arch == "both" else [args.arch]
+        bench_serve(archs, requests={a: args.requests for a in archs} if args.requests else None)
     if args.what == "index":
         dtypes = {"float32": ("float32",), "bfloat16": ("bfloat16",), "both": ("float32", "bfloat16"),
                   "auto": ("float32", "bfloat16") if cpu_has_bf16() else ("float32",)}[args.dtype]

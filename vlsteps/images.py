@@ -61,13 +61,20 @@ def sample_photos(names=None) -> dict[str, Image.Image]:
 
 def load_image(source, *, timeout: float | None = None, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS,
                policy: AddressPolicy = AddressPolicy()) -> Image.Image:
-    """An upright RGB PIL image from a PIL image, a path or an http(s) URL, with size limits and clear errors.
+    """An upright RGB PIL image from a PIL image, a path, an http(s) URL or the bytes of an image file (an upload),
+    with size limits and clear errors.
 
     `timeout` caps a whole download (default: VLSTEPS_TIMEOUT, else 30 s). `policy` says which addresses a URL may
     reach: all by default; code that loads URLs other people send passes `AddressPolicy.from_env()`.
     """
     if isinstance(source, Image.Image):
         image, name = source, "The image"
+    elif isinstance(source, (bytes, bytearray)):
+        name = "The image"
+        if len(source) > max_bytes:
+            raise ImageLoadError(f"{name} is {len(source) / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit; "
+                                 "shrink it first")
+        image = _opened(bytes(source), name, max_pixels)
     else:
         name = str(source)
         image = _opened(_read(name, timeout, max_bytes, policy), name, max_pixels)

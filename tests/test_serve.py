@@ -1,0 +1,360 @@
+"""vlsteps serve: every route's contract (built from PhotoPrism's and Photofield AI's own examples), the embedding
+payload, the SSRF policy, auth, bad input, and batching across concurrent requests. All on stand-ins."""
+import asyncio
+import base64
+import http.server
+import io
+import re
+import socket
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+from conftest import free_port
+from fastapi.testclient import TestClient
+
+from vlsteps import sample_photo
+from vlsteps.net import AddressPolicy
+from vlsteps.serve import photofield
+from vlsteps.serve.app import create_app
+from vlsteps.serve.settings import Settings
+
+SETTINGS = dict(max_new_tokens=6, max_wait_ms=30, max_batch=16, policy=AddressPolicy(allow_private=False))
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+
+
+def jpeg(name="chelsea", size=(96, 72), crop=0) -> bytes:
+    image = sample_photo(name)
+    image = image.crop((crop, crop, image.width - crop, image.height - crop)).resize(size)
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def data_url(data: bytes) -> str:
+    return "data:image/jpeg;base64," + base64.b64encode(data).decode()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The app under uvicorn on 127.0.0.1, in this process (its models are the embedder the tests compare with),
+    with a Chroma index of its own."""
+    app = create_app(Settings(**SETTINGS, chroma_path=str(tmp_path_factory.mktemp("serve-chroma"))))
+    port = free_port()
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not srv.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    yield app, f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with httpx.Client(base_url=server[1], timeout=120) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def image_server():
+    """A local HTTP server on 127.0.0.1 serving one JPEG: the kind of address SSRF aims at."""
+    body = jpeg("coffee")
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/photo.jpg"
+    httpd.shutdown()
+
+
+# --- PhotoPrism Vision API -----------------------------------------------------------------------------
+def photoprism_request(**fields):
+    """A request as PhotoPrism's vision client builds it (api_request.go: NewApiRequestImages, data scheme)."""
+    return {"id": "3b5d2c1e-9f0a-4c3e-8b2a-1d2e3f4a5b6c", "model": "", "version": "", "system": "", "prompt": "",
+            "suffix": "", "format": "", "url": "", "options": None, "context": None, "stream": False,
+            "images": [data_url(jpeg())], **fields}
+
+
+@pytest.mark.parametrize("path,name", [("/api/v1/vision/caption", "kosmos-2"),
+                                       ("/api/v1/vision/caption/vit-gpt2", "vit-gpt2"),
+                                       ("/api/v1/vision/caption/blip-caption", "blip-caption")])
+def test_photoprism_caption_contract(client, path, name):
+    r = client.post(path, json=photoprism_request())
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["id"] == "3b5d2c1e-9f0a-4c3e-8b2a-1d2e3f4a5b6c" and body["code"] == 200
+    assert body["model"]["type"] == "caption" and body["model"]["name"] == name and body["model"]["version"]
+    assert isinstance(body["model"]["resolution"], int)
+    caption = body["result"]["caption"]
+    assert set(caption) == {"text", "source", "confidence"}
+    assert isinstance(caption["text"], str) and caption["text"] and 0 <= caption["confidence"] <= 1
+
+
+def test_photoprism_instruction_models_follow_the_prompt(client):
+    for name in ("blip2", "qwen-vl"):
+        a = client.post(f"/api/v1/vision/caption/{name}", json=photoprism_request(prompt="Question: what? Answer:"))
+        b = client.post(f"/api/v1/vision/caption/{name}", json=photoprism_request(prompt="Describe the colours."))
+        assert a.status_code == b.status_code == 200, (a.text, b.text)
+        assert a.json()["model"]["name"] == name
+        assert a.json()["result"]["caption"] != b.json()["result"]["caption"], f"{name} ignored the prompt"
+
+
+def test_photoprism_labels_contract_and_random_id(client):
+    request = photoprism_request(id="")
+    request["images"] = []
+    request["url"] = data_url(jpeg("rocket"))
+    r = client.post("/api/v1/vision/labels", json=request)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert UUID.fullmatch(body["id"]), "no id sent: a random UUID comes back"
+    assert body["model"] == {"type": "labels", "name": "clip", "version": body["model"]["version"], "resolution": 224}
+    labels = body["result"]["labels"]
+    assert len(labels) == 5
+    for label in labels:
+        assert {"name", "source", "priority", "confidence", "topicality", "categories"} <= set(label)
+        assert 0 <= label["confidence"] <= 1 and 0 <= label["topicality"] <= 1
+    confidences = [label["confidence"] for label in labels]
+    assert confidences == sorted(confidences, reverse=True)
+    assert len({label["name"] for label in labels}) == 5
+
+
+def test_labels_from_a_users_file(tmp_path, monkeypatch):
+    words = ["cat", "rocket", "coffee cup"]
+    (tmp_path / "labels.txt").write_text("\n".join(words) + "\n\ncat\n")
+    monkeypatch.setenv("VLSTEPS_SERVE_LABELS", str(tmp_path / "labels.txt"))
+    with TestClient(create_app(Settings.from_env())) as c:
+        labels = c.post("/api/v1/vision/labels", json=photoprism_request(options={"num_predict": 10})).json()
+    got = labels["result"]["labels"]
+    assert sorted(label["name"] for label in got) == sorted(words)
+    assert sum(label["confidence"] for label in got) == pytest.approx(1, abs=2e-3)   # the whole vocabulary
+
+
+@pytest.mark.parametrize("request_fields,status", [
+    ({"images": []}, 400),                                            # no image
+    ({"images": [data_url(b"not an image")]}, 422),                   # not decodable
+    ({"images": ["data:image/jpeg;base64,@@@"]}, 400),               # not base64
+    ({"images": ["file:///etc/passwd"]}, 400),                        # scheme
+    ({"model": "gpt-9"}, 404),                                        # unknown model
+    ({"images": "data:"}, 422),                                       # wrong type
+])
+def test_photoprism_errors_have_its_shape(client, request_fields, status):
+    r = client.post("/api/v1/vision/caption", json=photoprism_request(**request_fields))
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert body["code"] == status and isinstance(body["error"], str) and body["error"]
+    assert "Traceback" not in r.text
+
+
+def test_oversized_bodies_and_uploads_are_refused_before_parsing(client, server):
+    limit = server[0].state.settings.max_image_bytes
+    huge = "data:image/jpeg;base64," + "A" * (limit // 3 * 4 + 400)
+    assert client.post("/api/v1/vision/caption", json=photoprism_request(images=[huge])).status_code == 413
+    host, port = server[1].removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:   # announces 1 TB, sends nothing
+        sock.sendall(b"POST /text-embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 1000000000000\r\n\r\n")
+        head = sock.recv(4096).decode()
+    assert head.startswith("HTTP/1.1 413") and '"code":413' in head
+
+
+# --- legacy describe ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("path,name,version", [
+    ("/api/v1/vision/describe", "kosmos-2", "patch14-224"),
+    ("/api/v1/vision/describe/kosmos-2/patch14-224", "kosmos-2", "patch14-224"),
+    ("/api/v1/vision/describe/vit-gpt2-image-captioning", "vit-gpt2-image-captioning", "latest"),
+    ("/api/v1/vision/describe/blip-image-captioning-large", "blip-image-captioning", "large"),
+])
+def test_legacy_describe_get_and_post(client, path, name, version):
+    url = data_url(jpeg("astronaut"))
+    got = client.get(path, params={"url": url, "id": "abc"})
+    posted = client.post(path, json={"url": url, "id": "abc"})
+    for r in (got, posted):
+        assert r.status_code == 200, r.text
+        assert r.json()["id"] == "abc"
+        assert r.json()["model"] == {"name": name, "version": version}
+        assert isinstance(r.json()["result"]["caption"], str)     # a string, never a list
+    assert got.json() == posted.json()
+    assert UUID.fullmatch(client.post(path, json={"url": url}).json()["id"])
+
+
+def test_legacy_describe_fetch_error_is_the_clients(client):
+    r = client.get("/api/v1/vision/describe", params={"url": "https://nonexistent.invalid/x.jpg"})
+    assert 400 <= r.status_code < 500 and "Could not fetch" in r.json()["error"]
+
+
+# --- Photofield --------------------------------------------------------------------------------------
+def test_photofield_text_embeddings_payload_is_the_embedders_vector(client, server):
+    texts = ["hawk", "lion", "tiger", "baby cub"]                        # photofield-ai's examples.http
+    r = client.post("/text-embeddings", json={"texts": texts})
+    assert r.status_code == 200, r.text
+    items = r.json()["texts"]
+    assert [item["text"] for item in items] == texts
+    expected = server[0].state.pool.embedder().texts(texts)
+    for item, want in zip(items, expected):
+        assert set(item) == {"text", "embedding_f16_b64", "embedding_inv_norm_f16_uint16"}
+        vector, inverse_norm = photofield.decode(item["embedding_f16_b64"], item["embedding_inv_norm_f16_uint16"])
+        assert vector.shape == want.shape
+        assert vector @ want / np.linalg.norm(vector) / np.linalg.norm(want) >= 0.999
+        assert inverse_norm == pytest.approx(1 / np.linalg.norm(vector), rel=1e-3)
+
+
+def test_photofield_image_embeddings_keeps_fields_and_order(client, server):
+    images = {f"image{i}": jpeg(name) for i, name in enumerate(["chelsea", "coffee", "rocket"])}
+    files = [(field, ("test.jpg", data, "image/jpeg")) for field, data in images.items()]
+    r = client.post("/image-embeddings", files=files)
+    assert r.status_code == 200, r.text
+    items = r.json()["images"]
+    assert [(item["field"], item["filename"]) for item in items] == [(f, "test.jpg") for f in images]
+    expected = server[0].state.pool.embedder().images([_decoded(d) for d in images.values()])
+    for item, want in zip(items, expected):
+        vector, inverse_norm = photofield.decode(item["embedding_f16_b64"], item["embedding_inv_norm_f16_uint16"])
+        assert vector @ want / np.linalg.norm(vector) >= 0.999
+        assert inverse_norm == pytest.approx(1 / np.linalg.norm(vector), rel=1e-3)
+
+
+def _decoded(data: bytes):
+    from vlsteps.images import load_image
+    return load_image(data)
+
+
+def test_encoding_matches_photofield_byte_for_byte():
+    """photofield-ai's encode_embedding: base64 of the float16 array, and 1/‖v‖ in float16 read as a uint16."""
+    v = np.random.default_rng(0).normal(size=512).astype(np.float32)
+    b64, bits = photofield.encode(v)
+    assert b64 == base64.b64encode(v.astype(np.float16).tobytes()).decode()
+    assert bits == int.from_bytes(np.divide(1, np.linalg.norm(v), dtype=np.float16).tobytes(), "little")
+    vector, inverse_norm = photofield.decode(b64, bits)
+    np.testing.assert_array_equal(vector, v.astype(np.float16).astype(np.float32))
+    assert inverse_norm == pytest.approx(1 / np.linalg.norm(v), rel=1e-3)
+
+
+def test_photofield_feature_discovery_and_errors(client):
+    assert client.head("/text-embeddings").status_code == 200
+    assert client.head("/image-embeddings").status_code == 200
+    assert client.post("/text-embeddings", json={"texts": []}).status_code == 422
+    assert client.post("/text-embeddings", json={"texts": ["x" * 5000]}).status_code == 413
+    assert client.post("/text-embeddings", json={"texts": ["a"] * 1000}).status_code == 413
+    r = client.post("/image-embeddings", data={"image0": "not a file"})
+    assert r.status_code in (400, 422) and r.json()["error"]
+    r = client.post("/image-embeddings", files=[("image0", ("x.jpg", b"\xff\xd8garbage", "image/jpeg"))])
+    assert r.status_code == 422 and "not a readable image" in r.json()["error"]
+
+
+def test_search_over_the_chroma_index(client, server):
+    from vlsteps import index
+    pool = server[0].state.pool
+    collection = pool.collection()
+    photos = {name: sample_photo(name).resize((64, 48)) for name in ("chelsea", "coffee", "rocket")}
+    index.index_images(collection, pool.embedder(), list(photos.values()), [{"category": n} for n in photos])
+    by_text = client.post("/search", json={"text": "a photo of a cat", "k": 2})
+    assert by_text.status_code == 200, by_text.text
+    assert by_text.json()["collection"] == collection.name and len(by_text.json()["hits"]) == 2
+    buf = io.BytesIO()
+    photos["coffee"].save(buf, "PNG")
+    by_image = client.post("/search", json={"image": "data:image/png;base64," + base64.b64encode(buf.getvalue())
+                                            .decode(), "k": 3}).json()["hits"]
+    assert by_image[0]["metadata"]["category"] == "coffee" and by_image[0]["similarity"] == pytest.approx(1, abs=1e-3)
+    assert client.post("/search", json={}).status_code == 400
+    assert client.post("/search", json={"text": "a", "image": "b"}).status_code == 400
+
+
+# --- SSRF --------------------------------------------------------------------------------------------
+def test_ssrf_refused_by_default_and_allowed_by_env(client, image_server, monkeypatch):
+    r = client.post("/api/v1/vision/labels", json=photoprism_request(images=[], url=image_server))
+    assert r.status_code == 403, r.text
+    assert "loopback" in r.json()["error"] and "VLSTEPS_ALLOW_HOSTS" in r.json()["error"]
+    r = client.get("/api/v1/vision/describe", params={"url": image_server})
+    assert r.status_code == 403
+    monkeypatch.setenv("VLSTEPS_ALLOW_HOSTS", "127.0.0.1")
+    with TestClient(create_app(Settings.from_env())) as allowed:
+        r = allowed.post("/api/v1/vision/labels", json=photoprism_request(images=[], url=image_server))
+    assert r.status_code == 200, r.text
+    assert len(r.json()["result"]["labels"]) == 5
+
+
+# --- auth --------------------------------------------------------------------------------------------
+def test_bearer_token(monkeypatch):
+    with TestClient(create_app(Settings(token="s3cret"))) as c:
+        assert c.get("/health").status_code == 200
+        assert c.get("/openapi.json").status_code == 200
+        denied = c.post("/text-embeddings", json={"texts": ["a"]})
+        assert denied.status_code == 401 and denied.json()["code"] == 401
+        wrong = c.post("/text-embeddings", json={"texts": ["a"]}, headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        ok = c.post("/text-embeddings", json={"texts": ["a"]}, headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200
+
+
+def test_status_says_stand_ins_loudly(client):
+    status = client.get("/api/v1/status").json()
+    assert status["standins_in_use"] is True and "STAND-INS" in status["warning"]
+    assert status["models"]["clip"]["standin"] is True and status["limits"]["max_batch"] == SETTINGS["max_batch"]
+
+
+# --- batching ----------------------------------------------------------------------------------------
+def test_64_concurrent_requests_match_sequential_answers(client, server):
+    """32 one-image embedding requests, 16 one-text requests, 16 captions, all at once: every one answered,
+    each the same as when it was sent alone, and the server ran them in batches."""
+    crops = [jpeg(name, crop=4 * i) for i, name in enumerate(["chelsea", "coffee", "astronaut", "rocket"] * 8)]
+    texts = [f"a photo of {n} things" for n in range(16)]
+    caption_urls = [data_url(c) for c in crops[:16]]
+
+    def requests():
+        for i, c in enumerate(crops):
+            yield "POST", "/image-embeddings", {"files": [(f"image{i}", ("p.jpg", c, "image/jpeg"))]}
+        for t in texts:
+            yield "POST", "/text-embeddings", {"json": {"texts": [t]}}
+        for u in caption_urls:
+            yield "POST", "/api/v1/vision/caption/vit-gpt2", {"json": photoprism_request(images=[u])}
+
+    plan = list(requests())
+    assert len(plan) == 64
+    sequential = [client.request(m, p, **kw) for m, p, kw in plan]
+    before = server[0].state.pool.status()["batching"]
+
+    async def all_at_once():
+        async with httpx.AsyncClient(base_url=server[1], timeout=300,
+                                     limits=httpx.Limits(max_connections=64)) as ac:
+            return await asyncio.gather(*(ac.request(m, p, **kw) for m, p, kw in plan))
+
+    concurrent = asyncio.run(all_at_once())
+    assert [r.status_code for r in concurrent] == [200] * 64
+    for (_, path, _), alone, together in zip(plan, sequential, concurrent):
+        if path.startswith("/api"):
+            assert together.json()["result"] == alone.json()["result"]
+        else:
+            key = "images" if path == "/image-embeddings" else "texts"
+            a, b = alone.json()[key][0], together.json()[key][0]
+            va, _ = photofield.decode(a["embedding_f16_b64"], a["embedding_inv_norm_f16_uint16"])
+            vb, _ = photofield.decode(b["embedding_f16_b64"], b["embedding_inv_norm_f16_uint16"])
+            np.testing.assert_allclose(vb, va, atol=2e-3)    # float16 rounding of float32 results
+    after = server[0].state.pool.status()["batching"]
+    grown = {task: (after[task]["items"] - before.get(task, {}).get("items", 0),
+                    after[task]["batches"] - before.get(task, {}).get("batches", 0)) for task in after}
+    items, batches = grown["clip-images"]
+    assert items == 32 and batches < 32, f"image requests were not batched: {grown}"
+    assert grown["caption-vit-gpt2"][1] < 16, f"captions were not batched: {grown}"
+
+
+def test_server_keeps_serving_after_garbage(client):
+    for body in (b"{", b"\x00\xff" * 50, b'{"texts": [1, 2]}', b"[]"):
+        r = client.post("/text-embeddings", content=body, headers={"Content-Type": "application/json"})
+        assert 400 <= r.status_code < 500, (body, r.text)
+    assert client.post("/text-embeddings", json={"texts": ["still here"]}).status_code == 200

@@ -1,0 +1,90 @@
+"""Requests that arrive together run together: a micro-batcher per model.
+
+A client that sends one image per request (Photofield does) would otherwise cost one forward pass per image, and
+a forward pass of 1 leaves most of a GPU, or the vector units of a CPU, idle. Each request's item goes into a queue;
+one worker per model takes the first item, then whatever else arrives within `max_wait_s` of it (at most
+`max_batch` items), runs them as one call in the model's own thread, and hands each request its own result. While
+a batch runs, the next one queues up, so under load batches fill without waiting at all.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Sequence
+
+
+class Busy(RuntimeError):
+    """The queue is full: the client should retry later (HTTP 429; PhotoPrism retries on it)."""
+
+
+class MicroBatcher:
+    """`run(items) -> results` (same length, same order) is called with 1..max_batch items, one call at a time, in
+    `thread` (batchers of one model share it, so a model never runs two batches at once)."""
+
+    def __init__(self, run: Callable[[list], Sequence], max_batch: int = 16, max_wait_s: float = 0.01,
+                 name: str = "model", thread: ThreadPoolExecutor | None = None, max_queue: int = 1024):
+        if max_batch < 1 or max_wait_s < 0:
+            raise ValueError(f"max_batch must be >= 1 and max_wait_s >= 0, got {max_batch}, {max_wait_s}")
+        self.run, self.max_batch, self.max_wait_s, self.name = run, int(max_batch), float(max_wait_s), name
+        self.max_queue = int(max_queue)
+        self.batch_sizes: Counter = Counter()    # how many batches of each size have run (for /api/v1/status)
+        self._thread = thread or ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"vlsteps-serve-{name}")
+        self._pending: deque = deque()   # (arrival time, item, future), oldest first
+        self._arrived: asyncio.Event | None = None
+        self._loop = self._worker = None
+
+    async def submit(self, item):
+        """The result for one item, computed in a batch with whatever other items are waiting."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:      # a new event loop (a restarted server, a test client): a new worker
+            self._loop, self._arrived, self._pending = loop, asyncio.Event(), deque()
+            self._worker = loop.create_task(self._work())
+        if len(self._pending) >= self.max_queue:
+            raise Busy(f"{self.name}: {len(self._pending)} requests are already waiting; retry in a moment")
+        future = loop.create_future()
+        self._pending.append((time.monotonic(), item, future))
+        self._arrived.set()
+        return await future
+
+    async def _next_batch(self) -> list:
+        while not self._pending:
+            self._arrived.clear()
+            await self._arrived.wait()
+        deadline = self._pending[0][0] + self.max_wait_s
+        while len(self._pending) < self.max_batch and (left := deadline - time.monotonic()) > 0:
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), left)
+            except asyncio.TimeoutError:
+                break
+        size = min(self.max_batch, len(self._pending))
+        batch = [self._pending.popleft() for _ in range(size)]
+        return [entry for entry in batch if not entry[2].done()]   # drop clients that gave up
+
+    async def _work(self):
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._next_batch()
+            if not batch:
+                continue
+            self.batch_sizes[len(batch)] += 1
+            try:
+                results = await loop.run_in_executor(self._thread, self.run, [item for _, item, _ in batch])
+                if len(results) != len(batch):
+                    raise RuntimeError(f"{self.name}: {len(results)} results for {len(batch)} items")
+            except Exception as e:    # the model failed: every request of this batch hears why
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(e)
+                continue
+            for (_, _, future), result in zip(batch, results):
+                if not future.done():
+                    future.set_result(result)
+
+    def stats(self) -> dict:
+        batches = sum(self.batch_sizes.values())
+        items = sum(size * n for size, n in self.batch_sizes.items())
+        return {"max_batch": self.max_batch, "max_wait_ms": self.max_wait_s * 1e3, "batches": batches,
+                "items": items, "mean_batch": round(items / batches, 2) if batches else None}

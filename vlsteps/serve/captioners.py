@@ -1,0 +1,155 @@
+"""Caption models behind one call: `Captioner.caption([(image, prompt), ...]) -> [(text, confidence), ...]`.
+
+Each model is loaded and prompted as its notebook does (notebooks/blip.ipynb for kosmos-2, blip-caption and vit-gpt2,
+blip2.ipynb, qwen_vl.ipynb), with greedy decoding, so a caption does not depend on what else was in its batch:
+items are preprocessed one by one and only items whose inputs have the same shape are stacked into one `generate`,
+so no item is ever padded. `confidence` is computed: the geometric mean of the probabilities the model gave the
+tokens it chose.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from ..device import pick_device, pick_dtype
+
+KOSMOS_PROMPT = "<grounding>An image of"
+QWEN_PROMPT = "Describe this image in one sentence."
+QWEN_IMAGE_SIZE = {"shortest_edge": 56 * 56, "longest_edge": 256 * 28 * 28}   # at most 256 visual tokens
+
+
+@dataclass(frozen=True)
+class CaptionModel:
+    """A served caption model: the registry key it loads, the name and version it answers with, and whether it
+    follows a request's `prompt` (the instruction models do)."""
+    key: str
+    name: str
+    version: str
+    prompted: bool
+
+
+MODELS = {m.name: m for m in [
+    CaptionModel("kosmos-2", "kosmos-2", "patch14-224", False),
+    CaptionModel("blip-caption", "blip-caption", "large", False),
+    CaptionModel("vit-gpt2", "vit-gpt2", "latest", False),
+    CaptionModel("blip2", "blip2", "opt-2.7b", True),
+    CaptionModel("qwen-vl", "qwen-vl", "2.5-3b-instruct", True),
+]}
+DEFAULT = "kosmos-2"
+
+
+class Captioner:
+    """One loaded caption model. `prepare(image, prompt)` makes one item's model inputs (a dict of tensors with a
+    batch dimension of 1), `finish(text)` cleans a decoded caption."""
+
+    def __init__(self, model, decode, prepare: Callable, finish: Callable = str.strip, max_new_tokens: int = 30,
+                 resolution: int | None = None):
+        self.model, self.decode, self.prepare, self.finish = model.eval(), decode, prepare, finish
+        self.resolution = resolution
+        self.max_new_tokens = max_new_tokens
+        self.device, self.dtype = model.device, model.dtype
+
+    def caption(self, items: list[tuple]) -> list[tuple[str, float]]:
+        prepared = [self.prepare(image, prompt) for image, prompt in items]
+        groups: dict[tuple, list[int]] = {}
+        for i, inputs in enumerate(prepared):
+            groups.setdefault(_shape_key(inputs), []).append(i)
+        out: list = [None] * len(items)
+        for indices in groups.values():
+            stacked = {k: torch.cat([prepared[i][k] for i in indices]) for k in prepared[indices[0]]}
+            for i, result in zip(indices, self._generate(stacked)):
+                out[i] = result
+        return out
+
+    def _generate(self, inputs: dict) -> list[tuple[str, float]]:
+        inputs = {k: v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device)
+                  for k, v in inputs.items()}
+        with torch.inference_mode():
+            out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1,
+                                      return_dict_in_generate=True, output_scores=True)
+            logprobs = self.model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
+        new = out.sequences[:, -len(out.scores):]
+        config = self.model.generation_config
+        ends = {t for t in (config.pad_token_id, config.eos_token_id) for t in (t if isinstance(t, list) else [t])
+                if t is not None}
+        results = []
+        for tokens, scores in zip(new, logprobs.float()):
+            keep = torch.tensor([int(t) not in ends for t in tokens])
+            mean = scores[keep].mean() if keep.any() else scores.mean()
+            confidence = float(torch.exp(mean).clamp(0, 1)) if torch.isfinite(mean) else 0.0
+            results.append((self.finish(self.decode(tokens)), round(confidence, 4)))
+        return results
+
+
+def _shape_key(inputs: dict) -> tuple:
+    """Items stack without padding when every tensor but Qwen's flattened patches has the same shape."""
+    return tuple((k, tuple(v.shape[1:]) if k != "pixel_values" or v.ndim == 4 else v.shape[-1:])
+                 for k, v in sorted(inputs.items()) if k != "image_grid_thw")
+
+
+def load(key: str, path, max_new_tokens: int = 30) -> Captioner:
+    """The captioner for registry key `key` from the model folder `path`."""
+    import transformers as t
+    device = pick_device()
+    dtype = torch.float32 if key == "vit-gpt2" else pick_dtype(device)   # as blip.ipynb loads it
+    if key == "kosmos-2":
+        processor = t.Kosmos2Processor.from_pretrained(path)
+        model = t.Kosmos2ForConditionalGeneration.from_pretrained(path, dtype=dtype).to(device)
+
+        def prepare(image, prompt):
+            x = processor(text=KOSMOS_PROMPT, images=image, return_tensors="pt")
+            return {k: x[k] for k in ("pixel_values", "input_ids", "attention_mask", "image_embeds_position_mask")}
+
+        def finish(text):   # the new tokens only: the caption after the prompt, with its entity tags removed
+            caption, _ = processor.post_process_generation(text)
+            return caption.removeprefix("An image of").strip()
+
+        return Captioner(model, lambda ids: processor.decode(ids, skip_special_tokens=True), prepare, finish,
+                         max_new_tokens, resolution(processor.image_processor))
+    if key == "blip-caption":
+        processor = t.BlipProcessor.from_pretrained(path)
+        model = t.BlipForConditionalGeneration.from_pretrained(path, dtype=dtype).to(device)
+        return Captioner(model, lambda ids: processor.decode(ids, skip_special_tokens=True),
+                         lambda image, prompt: dict(processor(images=image, return_tensors="pt")),
+                         max_new_tokens=max_new_tokens, resolution=resolution(processor.image_processor))
+    if key == "vit-gpt2":
+        image_processor = t.ViTImageProcessor.from_pretrained(path)
+        tokenizer = t.AutoTokenizer.from_pretrained(path)
+        model = t.VisionEncoderDecoderModel.from_pretrained(path, dtype=dtype).to(device)
+        return Captioner(model, lambda ids: tokenizer.decode(ids, skip_special_tokens=True),
+                         lambda image, prompt: dict(image_processor(images=image, return_tensors="pt")),
+                         max_new_tokens=max_new_tokens, resolution=resolution(image_processor))
+    if key == "blip2":
+        processor = t.Blip2Processor.from_pretrained(path)
+        model = t.Blip2ForConditionalGeneration.from_pretrained(path, dtype=dtype).to(device)
+
+        def prepare(image, prompt):
+            return dict(processor(images=image, text=prompt or None, return_tensors="pt"))
+
+        return Captioner(model, lambda ids: processor.decode(ids, skip_special_tokens=True), prepare,
+                         max_new_tokens=max_new_tokens, resolution=resolution(processor.image_processor))
+    if key == "qwen-vl":
+        processor = t.AutoProcessor.from_pretrained(path)
+        model = t.Qwen2_5_VLForConditionalGeneration.from_pretrained(path, dtype=dtype, attn_implementation="sdpa"
+                                                                     ).to(device)
+
+        def prepare(image, prompt):
+            messages = [{"role": "user", "content": [{"type": "image", "image": image},
+                                                     {"type": "text", "text": prompt or QWEN_PROMPT}]}]
+            return dict(processor.apply_chat_template(
+                messages, tokenize=True, add_generation_prompt=True, return_dict=True, return_tensors="pt",
+                processor_kwargs={"images_kwargs": {"size": dict(QWEN_IMAGE_SIZE)}}))
+
+        return Captioner(model, lambda ids: processor.decode(ids, skip_special_tokens=True), prepare,
+                         max_new_tokens=max_new_tokens)
+    raise KeyError(f"No caption model {key!r}; served: {', '.join(MODELS)}")
+
+
+def resolution(image_processor) -> int | None:
+    """The square edge in pixels a model sees (PhotoPrism's `resolution`); None where it varies (Qwen-VL)."""
+    size = getattr(image_processor, "crop_size", None) if getattr(image_processor, "do_center_crop", False) else None
+    size = size or getattr(image_processor, "size", None)     # a SizeDict in transformers 5, a dict before
+    height = size.get("height") if isinstance(size, dict) else getattr(size, "height", None)
+    return int(height) if height else None

@@ -1,0 +1,108 @@
+"""The served models: loaded on first use (in their own thread, so the server keeps answering meanwhile), one
+micro-batcher per model and task, and a record of which folders are stand-ins, for the log and /api/v1/status."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from .. import models, registry
+from ..standins import is_standin
+from . import captioners
+from .batching import MicroBatcher
+from .labels import ZeroShotLabeler, vocabulary
+from .settings import Settings
+
+log = logging.getLogger("vlsteps.serve")
+
+
+class ModelPool:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.sources: dict[str, dict] = {}       # registry key -> {"folder", "standin"} once loaded
+        self._loaded: dict[str, object] = {}
+        self._lock = threading.RLock()   # a model built from another (labels from CLIP) loads both
+        self._threads: dict[str, ThreadPoolExecutor] = {}
+        self._batchers: dict[str, MicroBatcher] = {}
+
+    # --- loading ------------------------------------------------------------------------------------
+    def folder(self, key: str) -> Path:
+        if key == "clip" and self.settings.clip_dir:
+            path = Path(self.settings.clip_dir).expanduser()
+            if not path.is_dir():
+                raise models.ModelNotFoundError(f"VLSTEPS_SERVE_CLIP_DIR={self.settings.clip_dir!r} is no folder")
+        else:
+            path = models.model_dir(key, banner=False)
+        standin = is_standin(path)
+        self.sources[key] = {"folder": str(path), "standin": standin}
+        if standin:
+            spec = registry.get(key)
+            log.warning("STAND-IN: '%s' is a tiny random-weight copy of %s; its outputs are gibberish by design. "
+                        "For real results: %s", key, spec.repo_id, spec.download_command)
+        return path
+
+    def _get(self, name: str, build):
+        if name in self._loaded:      # no lock: the event loop must not wait while another model loads
+            return self._loaded[name]
+        with self._lock:
+            if name not in self._loaded:
+                log.info("loading %s", name)
+                self._loaded[name] = build()
+            return self._loaded[name]
+
+    def embedder(self):
+        from ..embed import ClipEmbedder
+        return self._get("clip", lambda: ClipEmbedder.from_pretrained(self.folder("clip"), model_key="clip",
+                                                                      batch_size=self.settings.max_batch))
+
+    def labeler(self) -> ZeroShotLabeler:
+        return self._get("labels", lambda: ZeroShotLabeler(self.embedder(), vocabulary(self.settings.labels_file)))
+
+    def captioner(self, name: str) -> captioners.Captioner:
+        key = captioners.MODELS[name].key
+        return self._get(name, lambda: captioners.load(key, self.folder(key), self.settings.max_new_tokens))
+
+    def collection(self):
+        """The Chroma collection of this CLIP's vectors (`vlsteps.index`; the one clip.ipynb fills)."""
+        from .. import index
+        path = self.settings.chroma_path or None
+        return self._get("chroma", lambda: index.image_collection(index.chroma_client(path), self.embedder()))
+
+    # --- batched calls ------------------------------------------------------------------------------
+    def _batcher(self, task: str, model: str, run) -> MicroBatcher:
+        if task not in self._batchers:
+            thread = self._threads.setdefault(model, ThreadPoolExecutor(1, thread_name_prefix=f"serve-{model}"))
+            self._batchers[task] = MicroBatcher(run, self.settings.max_batch, self.settings.max_wait_ms / 1e3,
+                                                name=task, thread=thread, max_queue=self.settings.max_queue)
+        return self._batchers[task]
+
+    async def image_vectors(self, images: list) -> np.ndarray:
+        """(n, dim) float32 unit vectors; each image is one item of the shared image batcher."""
+        batcher = self._batcher("clip-images", "clip", lambda items: list(self.embedder().images(items)))
+        return np.stack(await asyncio.gather(*(batcher.submit(image) for image in images)))
+
+    async def text_vectors(self, texts: list[str]) -> np.ndarray:
+        batcher = self._batcher("clip-texts", "clip", lambda items: list(self.embedder().texts(items)))
+        return np.stack(await asyncio.gather(*(batcher.submit(text) for text in texts)))
+
+    async def labels(self, image, k: int = 5) -> list[dict]:
+        vector = await self.image_vectors([image])
+        labeler = await asyncio.get_running_loop().run_in_executor(self._threads["clip"], self.labeler)
+        return labeler.labels(vector, k)[0]
+
+    async def caption(self, name: str, image, prompt: str | None) -> tuple[str, float]:
+        """(caption, confidence) from caption model `name` (a key of `captioners.MODELS`)."""
+        if not captioners.MODELS[name].prompted:
+            prompt = None
+        batcher = self._batcher(f"caption-{name}", name, lambda items: self.captioner(name).caption(items))
+        return await batcher.submit((image, prompt))
+
+    def status(self) -> dict:
+        return {"loaded": sorted(k for k in self._loaded),
+                "sources": self.sources,
+                "standins": sorted(k for k, v in self.sources.items() if v["standin"]),
+                "batching": {task: b.stats() for task, b in self._batchers.items()}}

@@ -1,0 +1,59 @@
+"""The service's limits and switches, read once from the environment so a deployment sets them without code."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from ..net import AddressPolicy
+
+PREFIX = "VLSTEPS_SERVE_"
+
+
+def _number(name: str, default, kind=int, low=1):
+    raw = os.environ.get(PREFIX + name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ValueError(f"{PREFIX}{name}={raw!r} is not a {kind.__name__}") from None
+    if value < low:
+        raise ValueError(f"{PREFIX}{name}={raw!r} must be at least {low}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """`token`: the Bearer token every API route requires when set (PhotoPrism sends `Service.Key` as one).
+    `max_batch` / `max_wait_ms`: the micro-batcher's largest batch and how long the first request of a batch
+    waits for others. `policy`: which addresses image URLs may reach (public only, plus VLSTEPS_ALLOW_HOSTS)."""
+    token: str = ""
+    max_batch: int = 16
+    max_wait_ms: float = 10.0
+    max_queue: int = 1024        # waiting items per model past which requests get 429 (retry later)
+    max_image_bytes: int = 20 * 1024 * 1024
+    max_images: int = 16
+    max_texts: int = 64
+    max_text_chars: int = 1000
+    max_new_tokens: int = 30
+    fetch_timeout_s: float = 10.0
+    clip_dir: str = ""          # a CLIP folder to serve instead of model_dir("clip") (the benchmark's models)
+    labels_file: str = ""       # one label per line, instead of ImageNet's 1000 class names
+    chroma_path: str = ""       # the on-disk index /search reads; default: vlsteps.index's (outputs_dir()/chroma)
+    policy: AddressPolicy = field(default_factory=lambda: AddressPolicy(allow_private=False))
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(token=os.environ.get(PREFIX + "TOKEN", ""),
+                   max_batch=_number("MAX_BATCH", cls.max_batch),
+                   max_wait_ms=_number("MAX_WAIT_MS", cls.max_wait_ms, float, 0),
+                   max_queue=_number("MAX_QUEUE", cls.max_queue),
+                   max_image_bytes=_number("MAX_IMAGE_BYTES", cls.max_image_bytes),
+                   max_images=_number("MAX_IMAGES", cls.max_images),
+                   max_texts=_number("MAX_TEXTS", cls.max_texts),
+                   max_text_chars=_number("MAX_TEXT_CHARS", cls.max_text_chars),
+                   max_new_tokens=_number("MAX_NEW_TOKENS", cls.max_new_tokens),
+                   fetch_timeout_s=_number("FETCH_TIMEOUT_S", cls.fetch_timeout_s, float),
+                   clip_dir=os.environ.get(PREFIX + "CLIP_DIR", ""),
+                   labels_file=os.environ.get(PREFIX + "LABELS", ""),
+                   policy=AddressPolicy.from_env())
