@@ -11,7 +11,7 @@ TEST_ENV := VLSTEPS_STANDINS=1 VLSTEPS_MODELS_DIR=$(CURDIR)/build/test-models \
             ANONYMIZED_TELEMETRY=False PYTHONHASHSEED=0
 
 .PHONY: run test venv standins lab readme clean notebooks sync bench lavis-env lavis-smoke browser-deps \
-        check-python
+        check-python train-captioner serve sizes
 
 venv: $(STAMP)
 
@@ -60,6 +60,20 @@ lab: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m vlsteps.bench index
 
+# The models as an HTTP vision service on 127.0.0.1:5000 (stand-ins where no checkpoint): ARGS="--port 8080"
+serve: $(STAMP)
+	VLSTEPS_STANDINS=$${VLSTEPS_STANDINS:-1} HF_HUB_OFFLINE=1 ANONYMIZED_TELEMETRY=False $(PY) -m vlsteps.serve $(ARGS)
+
+# Full-size dry runs with untrained weights (no download): peak RAM and seconds per step per model, merged into
+# vlsteps/architectures/measured.json (commit it, then `make readme sync`). KEYS= limits the models.
+sizes: $(STAMP)
+	nice -n 10 $(PY) -m vlsteps.sizes $(KEYS)
+
+# Train the captioner of notebooks/captioner.ipynb from the command line; ARGS adds flags (-h lists them).
+CAPTIONER_ARGS ?= --n_train 3000 --epochs 4 --batch_size 64 --embed_dim 128 --ff_dim 256 --seq_length 16 --threads 1
+train-captioner: $(STAMP)
+	$(PY) -m vlsteps.captioner.train --artifact_dir build/outputs/captioner/cli_run --resume $(CAPTIONER_ARGS) $(ARGS)
+
 readme: $(STAMP)
 	$(PY) -m vlsteps.readme
 
@@ -70,6 +84,6 @@ clean:
 notebooks: $(STAMP) lavis-env
 	$(TEST_ENV) $(PY) -m vlsteps.runner --refresh $(NB)
 
-# Rewrite only the generated cells (Colab badge, install cell) from vlsteps/notebooks.py; nothing is executed.
+# Rewrite only the generated parts (Colab badge, size table, install cell); nothing is executed.
 sync: $(STAMP)
 	$(PY) -m vlsteps.runner --sync $(NB)

@@ -12,7 +12,7 @@ import pytest
 from huggingface_hub import constants
 
 from fake_hub import FakeHub, silent_server
-from vlsteps import checkpoint, registry
+from vlsteps import checkpoint, registry, sizes
 from vlsteps import download as dl
 from vlsteps.registry import ModelSpec
 
@@ -26,7 +26,7 @@ WANTED = {"config.json", "preprocessor_config.json", "model.safetensors"}
 
 
 def spec(repo_id: str) -> ModelSpec:
-    return ModelSpec("tiny", repo_id, 0.0003, 0.1, 0.1, "float32", ("vit",), "vit")
+    return ModelSpec("tiny", repo_id, 0.0003, "float32", ("vit",), "vit")
 
 
 def fetched(folder: Path) -> set[str]:
@@ -77,7 +77,9 @@ def test_list_works_offline_and_shows_every_model_with_the_total(tmp_path):
     lines = result.stdout.splitlines()
     for m in registry.MODELS.values():
         row = next(line for line in lines if line.split()[:2] == [m.key, m.repo_id])
-        assert f"{m.download_gb:.2f} GB" in row and f"{m.gpu_gb:.1f} GB" in row
+        weights = f"{sizes.format_gb(sizes.weight_bytes(m.key, m.dtype))} ({m.dtype})"
+        assert f"{m.download_gb:.2f} GB" in row and sizes.format_params(sizes.param_count(m.key)) in row
+        assert weights in row
         assert all(nb in row for nb in m.notebooks)
         assert ("optional" in row) == m.optional
     total = sum(m.download_gb for m in registry.MODELS.values() if not m.optional)
@@ -269,6 +271,7 @@ def test_all_means_every_non_optional_model_once():
     assert set(keys) == {m.key for m in registry.MODELS.values() if not m.optional}
     optional = next(m.key for m in registry.MODELS.values() if m.optional)
     assert [m.key for m in dl.select([optional, "all"])][0] == optional
+
 
 def test_script_runs_in_the_active_venv_before_the_projects_own(tmp_path):
     """A user who activated a venv (or check_python.sh's, which has no .venv beside it) gets that venv's Python."""

@@ -4,7 +4,7 @@ import re
 import nbformat
 import pytest
 
-from vlsteps import models, notebooks
+from vlsteps import models, notebooks, size_tables
 from vlsteps.runner import CHECK, IGNORE, first_line, run_twice
 
 ALL = notebooks.NOTEBOOKS
@@ -26,6 +26,14 @@ def test_badge_and_install_cell_are_the_generated_ones(nb):
         assert url in {other.colab_url for other in ALL}, f"{nb.path}: {url} is not a generated Colab link"
     for spec in re.findall(r"git\+https://[^\s\"']+", text):
         assert f"vlsteps @ {spec}" == notebooks.PIP_SPEC, f"{nb.path}: installs from {spec}, not {notebooks.HOME}"
+
+
+@pytest.mark.parametrize("nb", ALL, ids=lambda nb: nb.name)
+def test_header_size_table_is_the_generated_one(nb):
+    """Sizes in a notebook's first cell are computed and measured (vlsteps.size_tables), never typed by hand."""
+    expected = size_tables.notebook_header(nb.name) or None
+    assert size_tables.header_block(read(nb).cells[0].source) == expected, (
+        f"{nb.path}: the size table in the first cell differs from the generated one (make sync)")
 
 
 def test_home_url_is_written_once():

@@ -81,15 +81,21 @@ def select(keys: list[str]) -> list[ModelSpec]:
 
 
 def format_table() -> str:
-    """The registry as a table (offline), with the size of `all`."""
+    """The registry as a table (offline), with the size of `all`: parameters and weight memory computed from the
+    real architectures (vlsteps.sizes), the download size as the Hub lists it."""
+    from . import architectures, sizes   # sizes' formatting only: the numbers are architectures.computed's
     models = list(registry.MODELS.values())
     key_w = max(len(m.key) for m in models)
     repo_w = max(len(m.repo_id) for m in models)
-    lines = [f"{'key':<{key_w}}  {'repo':<{repo_w}}  {'download':>9}  {'GPU mem':>8}  notebooks"]
+    lines = [f"{'key':<{key_w}}  {'repo':<{repo_w}}  {'download':>9}  {'params':>7}  "
+             f"{'weights (GPU dtype, computed)':<29}  notebooks"]
     for m in models:
         extra = "  (optional: not in `all`)" if m.optional else ""
+        real = architectures.computed(m.key)
+        weights = f"{sizes.format_gb(real['weight_bytes'][m.dtype])} ({m.dtype})"
         lines.append(f"{m.key:<{key_w}}  {m.repo_id:<{repo_w}}  {m.download_gb:>6.2f} GB  "
-                     f"{m.gpu_gb:>5.1f} GB  {', '.join(m.notebooks)}{extra}")
+                     f"{sizes.format_params(real['params']):>7}  {weights:<29}  "
+                     f"{', '.join(m.notebooks)}{extra}")
     total = sum(m.download_gb for m in models if not m.optional)
     optional = sum(m.download_gb for m in models if m.optional)
     lines.append(f"Total for `all`: {total:.1f} GB (optional models add {optional:.1f} GB)")

@@ -61,15 +61,19 @@ class Notebook:
             return _INSTALL_LAVIS.format(spec=PIP_SPEC, hint=LAVIS_HINT)
         wanted = [m.key for m in self.models if not m.optional]
         text = _INSTALL.format(what="model" if len(wanted) == 1 else "models", spec=PIP_SPEC, keys=" ".join(wanted))
+        if not wanted:   # a notebook of its own code (the captioner) downloads nothing
+            text = text.replace(" and download this notebook's models", "").rsplit("\n", 1)[0]
         return text + "".join(_OPTIONAL.format(key=m.key) for m in self.models if m.optional)
 
     def sync(self, nb):
-        """Rewrite the generated parts of a notebook (the badge in cell 0, the install cell) and drop widget
-        state, which GitHub refuses to render when it has no `state`."""
+        """Rewrite the generated parts of a notebook (the badge and the size table in cell 0, the install cell) and
+        drop widget state, which GitHub refuses to render when it has no `state`."""
         first, install = nb.cells[0], nb.cells[1]
         if first.cell_type != "markdown" or not _BADGE.search(first.source):
             raise ValueError(f"{self.path}: the first cell must be markdown with the Colab badge {self.colab_badge}")
         first.source = _BADGE.sub(lambda _: self.colab_badge, first.source, count=1)
+        from .size_tables import sync_header   # here: it builds models on the meta device, which importing need not
+        first.source = sync_header(self.name, first.source)
         if install.cell_type != "code" or "google.colab" not in install.source:
             raise ValueError(f"{self.path}: the second cell must be the Colab install cell")
         install.source = self.install_cell
@@ -86,6 +90,8 @@ NOTEBOOKS = [
     Notebook("instructblip", "InstructBLIP: instruction-aware visual features"),
     Notebook("blip2_lavis", "BLIP-2 the LAVIS way, in its own environment", kernel="vlsteps-lavis"),
     Notebook("qwen_vl", "Qwen2.5-VL: chat, grounding with boxes, dynamic resolution"),
+    Notebook("captioner", "Train your own captioner: CNN -> Transformer encoder -> decoder, on a CPU in minutes"),
+    Notebook("serve", "Serving: the models as a batched vision service for PhotoPrism and Photofield"),
 ]
 
 

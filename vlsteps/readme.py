@@ -1,4 +1,5 @@
-"""Regenerate the README's notebook and model tables from the notebook list and the registry.
+"""Regenerate the README's notebook, model and measured-size tables from the notebook list, the registry, the
+computed sizes (`vlsteps.sizes`) and the committed dry-run measurements.
 
     python -m vlsteps.readme          rewrite README.md in place
     python -m vlsteps.readme --check  exit 1 if README.md is out of date
@@ -8,42 +9,39 @@ from __future__ import annotations
 import re
 import sys
 
-from . import notebooks, registry
+from . import notebooks, size_tables, sizes
 from .models import REPO_ROOT
 
 README = REPO_ROOT / "README.md"
 
 
 def notebook_table() -> str:
-    rows = ["| # | notebook | open | models | download | GPU memory | RAM (CPU, fp32) |",
-            "|---|---|---|---|---|---|---|"]
+    rows = ["| # | notebook | open | models | download | weights held at once on a GPU (computed) | "
+            "fits a Colab T4 (computed) | peak RAM on a CPU, float32 / bfloat16 (measured) |",
+            "|---|---|---|---|---|---|---|---|"]
     for i, nb in enumerate(notebooks.NOTEBOOKS, 1):
         ms = [m for m in nb.models if not m.optional]
         keys = ", ".join(f"`{m.key}`" for m in nb.models) or "—"
-        download = sum(m.download_gb for m in ms)
-        # Notebooks free one model before loading the next, so the peak is the largest one.
-        gpu = max((m.gpu_gb for m in ms), default=0)
-        ram = max((m.ram_gb for m in ms), default=0)
-        sizes = f"{download:.1f} GB | {gpu:g} GB | {ram:g} GB" if ms else "see the notebook | | "
-        rows.append(f"| {i} | [{nb.title}]({nb.path}) | {nb.colab_badge} | {keys} | {sizes} |")
+        if ms:
+            held, n_bytes = size_tables.held_at_once(nb.name)
+            ram = " / ".join(size_tables.peak_ram(held, label) for label in ("float32", "bfloat16"))
+            sizes_ = (f"{sum(m.download_gb for m in ms):.1f} GB | {sizes.format_gb(n_bytes)} ({' + '.join(held)}) | "
+                      f"{size_tables.fits_t4(n_bytes)} | {ram}")
+        else:
+            sizes_ = "see the notebook | | |"
+        rows.append(f"| {i} | [{nb.title}]({nb.path}) | {nb.colab_badge} | {keys} | {sizes_} |")
     return "\n".join(rows)
 
 
-def model_table() -> str:
-    rows = ["| key | checkpoint | download | GPU memory (dtype) | notebooks |", "|---|---|---|---|---|"]
-    for m in registry.MODELS.values():
-        note = " (optional)" if m.optional else ""
-        rows.append(f"| `{m.key}`{note} | [{m.repo_id}](https://huggingface.co/{m.repo_id}) | {m.download_gb:g} GB | "
-                    f"{m.gpu_gb:g} GB ({m.dtype}) | {', '.join(m.notebooks)} |")
-    total = sum(m.download_gb for m in registry.MODELS.values() if not m.optional)
-    rows.append(f"| **all** | `scripts/download_models.sh all` | **{total:.1f} GB** | | |")
-    return "\n".join(rows)
+TABLES = {"notebooks": notebook_table, "models": size_tables.model_table, "measured": size_tables.measured_table}
 
 
 def render(text: str) -> str:
-    for name, table in (("notebooks", notebook_table()), ("models", model_table())):
-        text = re.sub(rf"(<!-- {name}:start -->\n).*?(<!-- {name}:end -->)",
-                      lambda m: m.group(1) + table + "\n" + m.group(2), text, flags=re.S)
+    for name, table in TABLES.items():
+        if f"<!-- {name}:start -->" in text:
+            generated = table()
+            text = re.sub(rf"(<!-- {name}:start -->\n).*?(<!-- {name}:end -->)",
+                          lambda m: m.group(1) + generated + "\n" + m.group(2), text, flags=re.S)
     return text
 
 

@@ -43,9 +43,10 @@ SDXL_REQUIRED = (*(f for f in SDXL_FP16_FILES if "*" not in f), "scheduler/sched
 class ModelSpec:
     key: str
     repo_id: str
-    download_gb: float   # what download_models.sh fetches
-    gpu_gb: float        # approximate GPU memory at the notebook's dtype
-    ram_gb: float        # approximate CPU RAM to run it in fp32 (a laptop without a GPU)
+    # The Hub's size of the files download_models.sh fetches (its file listing, rounded): what the disk needs,
+    # shown before a download, which then reads the exact sizes. Parameters and memory are not typed here:
+    # vlsteps.sizes computes them from the real architecture (vlsteps/architectures/) and measures them.
+    download_gb: float
     dtype: str           # the notebook's dtype on a GPU
     notebooks: tuple[str, ...]
     family: str          # module of vlsteps.standins that builds its tiny stand-in
@@ -68,30 +69,30 @@ class ModelSpec:
 
 
 MODELS: dict[str, ModelSpec] = {m.key: m for m in [
-    ModelSpec("vit", "google/vit-base-patch16-224", 0.35, 0.5, 1.0, "float32", ("vit",), "vit", required=VISION),
-    ModelSpec("clip", "openai/clip-vit-large-patch14", 1.7, 1.2, 3.0, "float16", ("clip", "blip"), "clip",
+    ModelSpec("vit", "google/vit-base-patch16-224", 0.35, "float32", ("vit",), "vit", required=VISION),
+    ModelSpec("clip", "openai/clip-vit-large-patch14", 1.7, "float16", ("clip", "blip", "serve"), "clip",
               required=VISION_TEXT),
-    ModelSpec("sdxl-turbo", "stabilityai/sdxl-turbo", 6.9, 8.0, 14.0, "float16", ("clip",), "sdxl",
+    ModelSpec("sdxl-turbo", "stabilityai/sdxl-turbo", 6.9, "float16", ("clip",), "sdxl",
               files=SDXL_FP16_FILES, required=SDXL_REQUIRED),
-    ModelSpec("vilt", "dandelin/vilt-b32-finetuned-vqa", 0.47, 0.6, 1.2, "float32", ("vilt",), "vilt",
+    ModelSpec("vilt", "dandelin/vilt-b32-finetuned-vqa", 0.47, "float32", ("vilt",), "vilt",
               revision="refs/pr/9", required=VISION_TEXT),
-    ModelSpec("blip-caption", "Salesforce/blip-image-captioning-large", 1.9, 1.2, 2.5, "float16",
-              ("blip",), "blip", required=VISION_TEXT),
-    ModelSpec("blip-vqa", "Salesforce/blip-vqa-base", 1.5, 1.0, 2.0, "float16", ("blip",), "blip",
+    ModelSpec("blip-caption", "Salesforce/blip-image-captioning-large", 1.9, "float16",
+              ("blip", "serve"), "blip", required=VISION_TEXT),
+    ModelSpec("blip-vqa", "Salesforce/blip-vqa-base", 1.5, "float16", ("blip",), "blip",
               required=VISION_TEXT),
-    ModelSpec("blip-itm", "Salesforce/blip-itm-large-coco", 1.8, 1.1, 2.4, "float16", ("blip",), "blip",
+    ModelSpec("blip-itm", "Salesforce/blip-itm-large-coco", 1.8, "float16", ("blip",), "blip",
               revision="c0273606af96037e7a3b2fb0ff4ae9620b517be6", required=VISION_TEXT),
-    ModelSpec("vit-gpt2", "nlpconnect/vit-gpt2-image-captioning", 0.98, 1.1, 1.5, "float32",
-              ("blip",), "vit_gpt2", revision="93857e539f312a97c13f16976c2a43505fd76d87", required=VISION_TEXT),
-    ModelSpec("kosmos-2", "microsoft/kosmos-2-patch14-224", 6.7, 3.8, 8.0, "float16", ("blip",), "kosmos2",
+    ModelSpec("vit-gpt2", "nlpconnect/vit-gpt2-image-captioning", 0.98, "float32",
+              ("blip", "serve"), "vit_gpt2", revision="93857e539f312a97c13f16976c2a43505fd76d87", required=VISION_TEXT),
+    ModelSpec("kosmos-2", "microsoft/kosmos-2-patch14-224", 6.7, "float16", ("blip", "serve"), "kosmos2",
               required=VISION_TEXT),
-    ModelSpec("blip2", "Salesforce/blip2-opt-2.7b", 15.5, 8.5, 17.0, "float16", ("blip2", "instructblip"),
+    ModelSpec("blip2", "Salesforce/blip2-opt-2.7b", 15.5, "float16", ("blip2", "instructblip", "serve"),
               "blip2", required=VISION_TEXT),
-    ModelSpec("instructblip", "Salesforce/instructblip-flan-t5-xl", 16.0, 9.0, 18.0, "bfloat16",
+    ModelSpec("instructblip", "Salesforce/instructblip-flan-t5-xl", 16.0, "bfloat16",
               ("instructblip",), "blip2", required=INSTRUCTBLIP),
-    ModelSpec("instructblip-vicuna", "Salesforce/instructblip-vicuna-7b", 31.8, 6.5, 34.0, "4-bit",
+    ModelSpec("instructblip-vicuna", "Salesforce/instructblip-vicuna-7b", 31.8, "4-bit",
               ("instructblip",), "blip2", optional=True, required=INSTRUCTBLIP),
-    ModelSpec("qwen-vl", "Qwen/Qwen2.5-VL-3B-Instruct", 7.5, 9.0, 16.0, "bfloat16", ("qwen_vl",), "qwen_vl",
+    ModelSpec("qwen-vl", "Qwen/Qwen2.5-VL-3B-Instruct", 7.5, "bfloat16", ("qwen_vl",), "qwen_vl",
               required=VISION_TEXT),
 ]}
 

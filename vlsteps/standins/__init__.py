@@ -14,17 +14,21 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from .. import registry
+from .. import architectures, registry
 
 MARKER = "vlsteps_standin.json"
 _HERE = Path(__file__).resolve().parent
 
 
 def builder_version(spec: registry.ModelSpec) -> str:
-    """Hash of the builder's sources: a stand-in built by older code is rebuilt, never reused."""
+    """Hash of the builder's sources and of the real architecture it copies interface sizes from: a stand-in
+    built by older code or from older data is rebuilt, never reused."""
     h = hashlib.sha256()
     for name in ("__init__.py", "common.py", "tiny_tokenizers.py", f"{spec.family}.py"):
         h.update((_HERE / name).read_bytes())
+    folder = architectures.HERE / spec.key
+    for path in sorted(folder.rglob("*.json")):
+        h.update(str(path.relative_to(folder)).encode() + path.read_bytes())
     return h.hexdigest()[:16]
 
 

@@ -12,6 +12,7 @@ from transformers import (AddedToken, Blip2Config, Blip2ForConditionalGeneration
                           InstructBlipForConditionalGeneration, InstructBlipProcessor, InstructBlipQFormerConfig,
                           InstructBlipVisionConfig, LlamaConfig, OPTConfig, T5Config)
 
+from .. import architectures
 from .common import harden_lm_head, seeded
 from .tiny_tokenizers import bert_tokenizer, llama_tokenizer, opt_tokenizer, t5_tokenizer
 
@@ -38,10 +39,13 @@ def _tokenizer(lm: str):
     return tok
 
 
-def _text_config(lm: str, tok):
+def _text_config(lm: str, tok, real: dict):
     ids = dict(pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
     if lm == "opt":
-        return OPTConfig(vocab_size=len(tok), hidden_size=HIDDEN, ffn_dim=2 * HIDDEN, num_hidden_layers=2,
+        # The real vocabulary size (50,272 rows: OPT's 50,265 tokens and <image>, padded), as the notebook prints
+        # it: the tied embedding is 50,272 x 32, 6 MB. Flan-T5 (32,128) and Vicuna (32,000) have two untied such
+        # matrices, so they keep the tiny tokenizer's size. harden_lm_head zeroes the rows past the tokenizer.
+        return OPTConfig(vocab_size=real["vocab_size"], hidden_size=HIDDEN, ffn_dim=2 * HIDDEN, num_hidden_layers=2,
                          num_attention_heads=2, word_embed_proj_dim=HIDDEN, max_position_embeddings=512,
                          bos_token_id=tok.bos_token_id, **ids)
     if lm == "llama":
@@ -65,7 +69,8 @@ def build(spec, out):
                   image_size=IMAGE_SIZE, patch_size=PATCH_SIZE)
     qformer = dict(hidden_size=HIDDEN, intermediate_size=2 * HIDDEN, num_hidden_layers=2, num_attention_heads=2,
                    cross_attention_frequency=2, encoder_hidden_size=HIDDEN)
-    common = dict(text_config=_text_config(lm, tok), num_query_tokens=NUM_QUERY_TOKENS,
+    common = dict(text_config=_text_config(lm, tok, architectures.config(spec.key)["text_config"]),
+                  num_query_tokens=NUM_QUERY_TOKENS,
                   image_token_index=tok.convert_tokens_to_ids("<image>"))
     if arch == "instructblip":
         qtok = bert_tokenizer()

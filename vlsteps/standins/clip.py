@@ -1,25 +1,28 @@
 """openai/clip-vit-large-patch14 stand-in: the real CLIPModel/CLIPProcessor classes, the real image size
-(224) and patch size (14, so 16x16 = 256 patches + [CLS]), tiny towers and a small shared space (32-d)."""
+(224) and patch size (14, so 16x16 = 256 patches + [CLS]), the real 768-d shared space and the real 49,408-token
+vocabulary size (an embedding matrix of 49,408 x 32, 6 MB), over tiny 32-wide towers. The tokenizer itself has
+1,000 trained tokens; the rows above them exist, as in the real matrix, but no text maps to them."""
 from transformers import (CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTextConfig,
                           CLIPVisionConfig)
 
+from .. import architectures
 from .common import TINY, seeded
 from .tiny_tokenizers import clip_tokenizer
 
-PROJECTION_DIM = 32
-
 
 def build(spec, out):
+    real = architectures.config(spec.key)
+    projection_dim = real["projection_dim"]
     tok = clip_tokenizer()
-    text = CLIPTextConfig(vocab_size=len(tok), max_position_embeddings=tok.model_max_length,
-                          projection_dim=PROJECTION_DIM, bos_token_id=tok.bos_token_id,
+    text = CLIPTextConfig(vocab_size=real["text_config"]["vocab_size"], max_position_embeddings=tok.model_max_length,
+                          projection_dim=projection_dim, bos_token_id=tok.bos_token_id,
                           eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, initializer_factor=10.0,
                           **TINY)
-    vision = CLIPVisionConfig(image_size=224, patch_size=14, projection_dim=PROJECTION_DIM, initializer_factor=10.0,
+    vision = CLIPVisionConfig(image_size=224, patch_size=14, projection_dim=projection_dim, initializer_factor=10.0,
                               **TINY)
     # initializer_factor 10: with the default init every image embeds to nearly the same vector (cos > 0.9999),
     # so "an indexed image finds itself first" would hang on rounding noise; 10 spreads them (max cos ~0.85).
-    config = CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=PROJECTION_DIM,
+    config = CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=projection_dim,
                         initializer_factor=10.0)
     seeded()
     CLIPModel(config).save_pretrained(out)

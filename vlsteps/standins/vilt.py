@@ -1,27 +1,39 @@
 """dandelin/vilt-b32-finetuned-vqa stand-in: real image size (384), patch size (32) and 40-token text limit,
-so the joint sequence the notebook prints has the real checkpoint's layout."""
+so the joint sequence the notebook prints has the real checkpoint's layout; the real 3,129-answer head and the
+real 30,522-token (bert-base-uncased) vocabulary size, over a tiny 32-wide transformer."""
+import torch
 from transformers import ViltConfig, ViltForQuestionAnswering, ViltImageProcessor, ViltProcessor
 
+from .. import architectures
 from .common import TINY, seeded
 from .tiny_tokenizers import bert_tokenizer
 
 MAX_TEXT = 40   # real: tokenizer model_max_length == max_position_embeddings == 40
 
-# The real head classifies over 3,129 VQA v2 answers; a small plausible subset keeps prints readable.
-ANSWERS = ["yes", "no", "0", "1", "2", "3", "4", "cat", "dog", "coffee", "cup", "rocket", "motorcycle",
-           "astronaut", "woman", "man", "red", "white", "black", "blue", "brown", "orange", "green",
-           "sitting", "standing", "table", "space", "outside", "inside", "nothing"]
+# The real answer strings ship only with the checkpoint (no offline source), so a few plausible answers come first
+# and the rest are numbered "answer <id>"; these ids are not the real checkpoint's.
+FIRST_ANSWERS = ["yes", "no", "0", "1", "2", "3", "4", "cat", "dog", "coffee", "cup", "rocket", "motorcycle",
+                 "astronaut", "woman", "man", "red", "white", "black", "blue", "brown", "orange", "green",
+                 "sitting", "standing", "table", "space", "outside", "inside", "nothing"]
 
 
 def build(spec, out):
-    # initializer_range 0.5 (real init: 0.02): random answers then differ from question to question, so a
-    # notebook shows that the question reaches the classifier, instead of one flat row of ~0.5s.
+    # The real head's 3,129 answers (VQA v2 training answers that occur at least 9 times) and bert-base-uncased's
+    # 30,522-token vocabulary size: the tiny WordPiece fills the first rows, no text reaches the others.
+    real = architectures.config(spec.key)
     tok = bert_tokenizer(model_max_length=MAX_TEXT)
-    config = ViltConfig(vocab_size=len(tok), max_position_embeddings=MAX_TEXT, image_size=384, patch_size=32,
-                        id2label=dict(enumerate(ANSWERS)), label2id={a: i for i, a in enumerate(ANSWERS)},
+    answers = FIRST_ANSWERS + [f"answer {i}" for i in range(len(FIRST_ANSWERS), real["num_labels"])]
+    config = ViltConfig(vocab_size=real["vocab_size"], max_position_embeddings=MAX_TEXT, image_size=384, patch_size=32,
+                        id2label=dict(enumerate(answers)), label2id={a: i for i, a in enumerate(answers)},
                         pad_token_id=tok.pad_token_id, initializer_range=0.5, **TINY)
+    # initializer_range 0.5 (real init: 0.02): random answers then differ from question to question, so a
+    # notebook shows that the question reaches the classifier, instead of one flat row of ~0.5s. The last layer is
+    # then scaled down (rankings unchanged; its bias is zero): the top of 3,129 such logits would all read 1.00.
     seeded()
-    ViltForQuestionAnswering(config).save_pretrained(out)
+    model = ViltForQuestionAnswering(config)
+    with torch.no_grad():
+        model.classifier[-1].weight.mul_(0.25)
+    model.save_pretrained(out)
     image_processor = ViltImageProcessor(size={"shortest_edge": 384}, size_divisor=32,
                                          image_mean=[0.5] * 3, image_std=[0.5] * 3)
     ViltProcessor(image_processor=image_processor, tokenizer=tok).save_pretrained(out)

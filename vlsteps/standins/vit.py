@@ -1,15 +1,22 @@
-"""google/vit-base-patch16-224 stand-in: real patch size and image size, so patch grids match."""
+"""google/vit-base-patch16-224 stand-in: real patch size and image size, so patch grids match, and the real
+1,000-class ImageNet head with the real class names, so top-5 prints name real classes (with random scores)."""
 from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
 
 from .common import seeded
 
-# A few ImageNet-1k labels with their real ids, so top-5 prints look like the real model's.
-LABELS = {281: "tabby, tabby cat", 285: "Egyptian cat", 504: "coffee mug", 967: "espresso",
-          812: "space shuttle", 670: "motor scooter, scooter", 457: "bow tie, bow-tie, bowtie"}
+
+def imagenet_labels() -> dict[int, str]:
+    """ImageNet-1k id -> name, from torchvision (shipped with the package, offline).
+
+    torchvision keeps one short name per class ("tabby", "bow tie"); the real checkpoint's id2label has the
+    full synset lists ("tabby, tabby cat", "bow tie, bow-tie, bowtie"). Same ids, same order, shorter names.
+    """
+    from torchvision.models import ViT_B_16_Weights
+    return dict(enumerate(ViT_B_16_Weights.IMAGENET1K_V1.meta["categories"]))
 
 
 def build(spec, out):
-    id2label = {i: LABELS.get(i, f"imagenet class {i}") for i in range(1000)}
+    id2label = imagenet_labels()
     config = ViTConfig(image_size=224, patch_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                        intermediate_size=64, id2label=id2label, label2id={v: k for k, v in id2label.items()})
     seeded()

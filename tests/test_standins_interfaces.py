@@ -1,0 +1,74 @@
+"""Stand-ins keep the real checkpoints' interface sizes: what a notebook prints about them is the real figure."""
+import pytest
+import torch
+import transformers as tf
+from PIL import Image
+
+from vlsteps import architectures
+from vlsteps.standins import build
+
+PHOTO = Image.new("RGB", (300, 200), (120, 80, 40))
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("standins")
+    return {key: build(key, root) for key in ("vit", "clip", "vilt", "blip2")}
+
+
+def test_clip_embeds_images_and_texts_in_the_real_768_d_space(built):
+    from vlsteps.embed import ClipEmbedder
+    real = architectures.config("clip")
+    model, processor = tf.CLIPModel.from_pretrained(built["clip"]), tf.CLIPProcessor.from_pretrained(built["clip"])
+    assert real["projection_dim"] == 768 and model.config.projection_dim == 768
+    inputs = processor(images=[PHOTO], text=["a photo of a cat"], return_tensors="pt")
+    with torch.no_grad():
+        img = model.get_image_features(pixel_values=inputs["pixel_values"]).pooler_output
+        txt = model.get_text_features(input_ids=inputs["input_ids"]).pooler_output
+    assert img.shape == txt.shape == (1, 768)
+    embedder = ClipEmbedder(model, processor, device="cpu", model_key="clip")
+    assert embedder.dim == 768 and embedder.collection_tag.startswith("clip-768d-")
+
+
+def test_clip_text_tower_has_the_real_vocabulary_size_and_every_token_fits_in_it(built):
+    model, tok = tf.CLIPModel.from_pretrained(built["clip"]), tf.CLIPTokenizer.from_pretrained(built["clip"])
+    vocab = architectures.config("clip")["text_config"]["vocab_size"]
+    assert model.config.text_config.vocab_size == vocab == 49408
+    assert model.text_model.embeddings.token_embedding.weight.shape == (vocab, model.config.text_config.hidden_size)
+    assert len(tok) <= vocab
+
+
+def test_vilt_answers_over_the_real_3129_answers(built):
+    model = tf.ViltForQuestionAnswering.from_pretrained(built["vilt"])
+    processor = tf.ViltProcessor.from_pretrained(built["vilt"])
+    assert architectures.config("vilt")["num_labels"] == 3129
+    with torch.no_grad():
+        logits = model(**processor([PHOTO, PHOTO], ["how many cats?", "what color?"], return_tensors="pt",
+                                   padding=True)).logits
+    assert logits.shape == (2, 3129)
+    names = list(model.config.id2label.values())
+    assert len(set(names)) == 3129 and {"yes", "no", "2"} <= set(names)
+    assert model.config.vocab_size == architectures.config("vilt")["vocab_size"] == 30522
+
+
+def test_vit_classifies_into_the_1000_real_imagenet_names(built):
+    labels = tf.ViTForImageClassification.from_pretrained(built["vit"]).config.id2label
+    assert len(labels) == architectures.config("vit")["num_labels"] == 1000
+    # Real ImageNet-1k ids: 0 tench, 281 tabby (cat), 504 coffee mug, 812 space shuttle.
+    assert (labels[0], labels[281], labels[504], labels[812]) == ("tench", "tabby", "coffee mug", "space shuttle")
+    assert len(set(labels.values())) == 1000                # no placeholder names: each class its own name
+
+
+def test_blip2_language_model_has_the_real_vocabulary_size_and_never_emits_a_row_past_the_tokenizer(built):
+    model = tf.Blip2ForConditionalGeneration.from_pretrained(built["blip2"]).eval()
+    processor = tf.Blip2Processor.from_pretrained(built["blip2"])
+    vocab = architectures.config("blip2")["text_config"]["vocab_size"]
+    assert model.config.text_config.vocab_size == vocab == 50272
+    assert model.get_output_embeddings().weight.shape[0] == vocab
+    inputs = processor(images=PHOTO, text="Question: what is this? Answer:", return_tensors="pt")
+    for kwargs in ({"num_beams": 1}, {"do_sample": True, "top_p": 0.9}):
+        torch.manual_seed(0)
+        out = model.generate(**inputs, max_new_tokens=8, **kwargs)
+        new = out[0, inputs.input_ids.shape[1]:] if out.shape[1] > inputs.input_ids.shape[1] else out[0]
+        assert int(new.max()) < len(processor.tokenizer), kwargs
+        assert processor.tokenizer.decode(new, skip_special_tokens=True).strip(), kwargs
