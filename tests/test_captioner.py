@@ -154,3 +154,27 @@ def test_the_document_encoder_and_the_collection_towers_plug_in(tmp_path):
     assert memory.shape[0] == 2 and memory.shape[2] == 32
     assert clip.features.frozen and not any(p.requires_grad for p in clip.features.parameters())
     assert not any(k.startswith("features.") for k in clip.saved_state())      # the tower reloads from its folder
+
+
+def test_the_service_captions_an_upload_with_the_trained_run_and_never_writes_it(trained, tmp_path, monkeypatch):
+    """The document's `POST /caption` (multipart file), served from the run folder; a file name that is a path
+    is never used as one, and a missing run or a non-image gets one clear 4xx/503 message."""
+    from fastapi.testclient import TestClient
+
+    from vlsteps.serve.app import create_app
+    from vlsteps.serve.settings import Settings
+    monkeypatch.chdir(tmp_path)
+    scene = shapes.scenes(1, 7, "test")[0]
+    buf = io.BytesIO()
+    shapes.draw(scene, 64).save(buf, format="PNG")
+    with TestClient(create_app(Settings(captioner_run=str(trained.folder)))) as client:
+        answer = client.post("/caption", files={"file": ("../../escape/cat.png", buf.getvalue(), "image/png")})
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"caption": predict.caption_bytes(trained.folder, buf.getvalue()),
+                                 "checkpoint": f"{trained.folder.name}/best.safetensors"}
+        refused = client.post("/caption", files={"file": ("notes.pdf", b"%PDF-1.4", "application/pdf")})
+        assert refused.status_code == 422 and "not a readable image" in refused.json()["error"]
+    assert list(tmp_path.iterdir()) == [] and not (tmp_path.parent.parent / "escape").exists()
+    with TestClient(create_app(Settings(captioner_run=str(tmp_path / "none")))) as client:
+        missing = client.post("/caption", files={"file": ("cat.png", buf.getvalue(), "image/png")})
+    assert missing.status_code == 503 and "make train-captioner" in missing.json()["error"]

@@ -6,13 +6,15 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
+from vlsteps.captioner.train import Config, train
 from vlsteps.net import AddressPolicy
 from vlsteps.serve.app import create_app
 from vlsteps.serve.settings import Settings
 
 CHROMA = tempfile.mkdtemp(prefix="vlsteps-serve-fuzz-")     # /search reads an index of its own
+CAPTIONER_RUN = f"{tempfile.mkdtemp(prefix='vlsteps-serve-fuzz-')}/captioner"   # POST /caption's, one step trained
 APP = create_app(Settings(max_new_tokens=4, policy=AddressPolicy(allow_private=False), fetch_timeout_s=2,
-                          chroma_path=CHROMA))
+                          chroma_path=CHROMA, captioner_run=CAPTIONER_RUN))
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 
 
@@ -20,6 +22,8 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 def loaded_models():
     """Loaded before the run, so that a first load is not taken for a hang by the transport's read timeout."""
     APP.state.pool.labeler()
+    train(Config(artifact_dir=CAPTIONER_RUN, n_train=64, epochs=1, max_steps=1, embed_dim=32, ff_dim=64,
+                 batch_size=16, seq_length=16, threads=1, samples=1), echo=lambda *_: None)
 
 
 @schema.parametrize()
@@ -34,7 +38,7 @@ def test_every_route_is_in_the_schema():
             "/api/v1/vision/labels/{model}", "/api/v1/vision/describe",
             "/api/v1/vision/describe/kosmos-2/patch14-224", "/api/v1/vision/describe/vit-gpt2-image-captioning",
             "/api/v1/vision/describe/blip-image-captioning-large", "/text-embeddings", "/image-embeddings",
-            "/search", "/health", "/api/v1/status"} <= paths
+            "/search", "/caption", "/health", "/api/v1/status"} <= paths
 
 
 pytestmark = pytest.mark.filterwarnings("ignore")

@@ -53,6 +53,7 @@ def _load(checkpoint: Path, mtime_ns: int, device: str) -> Trained:
     return Trained(model.to(device).eval(), vocab, checkpoint)
 
 
+@torch.no_grad()
 def caption_image(trained: Trained, image: Image.Image, beam_size: int = 3) -> str:
     size = trained.model.image_size
     batch = pixels(images.load_image(image).resize((size, size), Image.BICUBIC))[None]
@@ -66,5 +67,4 @@ def caption_bytes(run_dir_or_checkpoint, image_bytes: bytes, beam_size: int = 3)
     """The caption of an uploaded image file's bytes; ImageLoadError (one clear message) for anything that is
     not a JPEG, PNG, WebP, GIF or BMP within the size limits of vlsteps.images."""
     image = images.load_image(bytes(image_bytes))
-    with torch.no_grad():
-        return caption_image(load(str(run_dir_or_checkpoint)), image, beam_size)
+    return caption_image(load(str(run_dir_or_checkpoint)), image, beam_size)

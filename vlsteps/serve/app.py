@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 
 from .. import models, registry
 from ..device import describe, pick_device
-from . import captioners, errors, legacy, photofield, photoprism
+from . import caption_upload, captioners, errors, legacy, photofield, photoprism
 from .models import ModelPool
 from .settings import Settings
 
@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None, pool: ModelPool | None = None) 
     async def status(request: Request):
         return service_status(request.app)
 
-    for router in (photoprism.router, legacy.router, photofield.router):
+    for router in (photoprism.router, legacy.router, photofield.router, caption_upload.router):
         app.include_router(router)
     app.add_middleware(BodyLimit, settings=settings)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from ..models import outputs_dir
 from ..net import AddressPolicy
 
 PREFIX = "VLSTEPS_SERVE_"
@@ -20,6 +21,10 @@ def _number(name: str, default, kind=int, low=1):
     if value < low:
         raise ValueError(f"{PREFIX}{name}={raw!r} must be at least {low}")
     return value
+
+
+def _notebook_run() -> str:
+    return str(outputs_dir() / "captioner" / "shapes_default")
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,8 @@ class Settings:
     clip_dir: str = ""          # a CLIP folder to serve instead of model_dir("clip") (the benchmark's models)
     labels_file: str = ""       # one label per line, instead of ImageNet's 1000 class names
     chroma_path: str = ""       # the on-disk index /search reads; default: vlsteps.index's (outputs_dir()/chroma)
+    # The trained run POST /caption uses; default: the one notebooks/captioner.ipynb trains.
+    captioner_run: str = field(default_factory=lambda: _notebook_run())
     policy: AddressPolicy = field(default_factory=lambda: AddressPolicy(allow_private=False))
 
     @classmethod
@@ -56,4 +63,5 @@ class Settings:
                    fetch_timeout_s=_number("FETCH_TIMEOUT_S", cls.fetch_timeout_s, float),
                    clip_dir=os.environ.get(PREFIX + "CLIP_DIR", ""),
                    labels_file=os.environ.get(PREFIX + "LABELS", ""),
+                   captioner_run=os.environ.get(PREFIX + "CAPTIONER_RUN") or _notebook_run(),
                    policy=AddressPolicy.from_env())

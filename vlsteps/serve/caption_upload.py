@@ -1,0 +1,36 @@
+"""The captioning document's own API, `POST /caption` with one multipart image file, answered by a captioner the
+learner trained in notebooks/captioner.ipynb (or `make train-captioner`). The upload is decoded in memory: its
+given file name is never used as a path (the document's API wrote each upload to `tmp/{filename}`)."""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from fastapi import APIRouter, Request, UploadFile
+from pydantic import BaseModel
+
+from ..captioner import predict
+from .errors import ServiceError
+from .inputs import image_bytes
+
+router = APIRouter(tags=["Trained captioner"])
+
+
+class CaptionResponse(BaseModel):
+    caption: str
+    checkpoint: str
+
+
+@router.post("/caption", response_model=CaptionResponse, summary="Caption an upload with your trained captioner")
+async def caption(file: UploadFile, request: Request):
+    settings = request.app.state.settings
+    run = Path(settings.captioner_run)
+    try:
+        trained = await asyncio.to_thread(predict.load, run)
+    except FileNotFoundError as e:
+        raise ServiceError(503, f"{e}. Train one with notebooks/captioner.ipynb or `make train-captioner`, or point "
+                                "VLSTEPS_SERVE_CAPTIONER_RUN at a run folder.") from None
+    data = await file.read(settings.max_image_bytes + 1)
+    image = image_bytes(data, settings)
+    text = await asyncio.to_thread(predict.caption_image, trained, image)
+    return {"caption": text, "checkpoint": f"{trained.checkpoint.parent.name}/{trained.checkpoint.name}"}
