@@ -25,6 +25,7 @@ import sys
 import time
 
 from . import architectures, registry, sizes
+from .files import atomic_write
 
 RESULTS = architectures.MEASURED
 MARGIN_GB = 3.0           # left to other processes on this machine
@@ -271,9 +272,7 @@ def load_results() -> dict:
 
 
 def save(results: dict) -> None:
-    tmp = RESULTS.with_suffix(".tmp")
-    tmp.write_text(json.dumps(results, indent=1, sort_keys=False) + "\n", encoding="utf-8")
-    tmp.replace(RESULTS)
+    atomic_write(RESULTS, json.dumps(results, indent=1, sort_keys=False) + "\n")
 
 
 def main(argv: list[str]) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from . import architectures, registry
+from .files import atomic_write
 
 GB = 1e9
 T4_GB = 15.0       # a Colab T4's memory as Colab reports it
@@ -190,7 +191,7 @@ def computed_data() -> dict:
 def main(argv: list[str]) -> None:
     if "--computed" in argv:
         import json
-        architectures.COMPUTED.write_text(json.dumps(computed_data(), indent=1) + "\n", encoding="utf-8")
+        atomic_write(architectures.COMPUTED, json.dumps(computed_data(), indent=1) + "\n")
         print(computed_table())
         return
     from . import dryrun

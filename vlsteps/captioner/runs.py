@@ -21,6 +21,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from ..files import atomic_write
+
 FILES = ("config.json", "vocab.json", "metrics.jsonl", "last.safetensors", "best.safetensors", "results.json")
 
 
@@ -28,10 +30,6 @@ def _atomic(path: Path, write) -> None:
     tmp = path.with_name(path.name + ".tmp")
     write(tmp)
     os.replace(tmp, path)
-
-
-def write_text(path: Path, text: str) -> None:
-    _atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def save_checkpoint(path: Path, model_state: dict, progress: dict, optimizer=None) -> None:
@@ -92,8 +90,8 @@ class Run:
     def create(self, config: dict, vocab_json: str) -> None:
         self.samples.mkdir(parents=True, exist_ok=True)
         self.path("metrics.jsonl").unlink(missing_ok=True)
-        write_text(self.path("config.json"), json.dumps(config, indent=2) + "\n")
-        write_text(self.path("vocab.json"), vocab_json)
+        atomic_write(self.path("config.json"), json.dumps(config, indent=2) + "\n")
+        atomic_write(self.path("vocab.json"), vocab_json)
 
     def config(self) -> dict:
         return json.loads(self.path("config.json").read_text())
@@ -143,7 +141,7 @@ class Run:
     def truncate_metrics(self, step: int) -> None:
         """Drop lines logged after `step`: a run killed after its last checkpoint logged steps that resume redoes."""
         kept = [r for r in self.metrics() if r["step"] <= step]
-        write_text(self.path("metrics.jsonl"), "".join(json.dumps(r) + "\n" for r in kept))
+        atomic_write(self.path("metrics.jsonl"), "".join(json.dumps(r) + "\n" for r in kept))
 
     def results(self) -> dict:
         return json.loads(self.path("results.json").read_text())

@@ -20,7 +20,8 @@ import torch
 from ..device import pick_device, pick_dtype
 from . import data, decode, metrics
 from .model import ENCODERS, Captioner
-from .runs import Run, load_checkpoint, read_progress, save_checkpoint, write_text
+from ..files import atomic_write
+from .runs import Run, load_checkpoint, read_progress, save_checkpoint
 
 # What may differ when a run is resumed; anything else must match the run folder's config.json.
 RESUMABLE = {"resume", "max_steps", "device", "workers", "threads", "wandb", "epochs", "patience", "log_every"}
@@ -107,7 +108,7 @@ def _save_samples(run: Run, model, split: data.Split, vocab, epoch: int, count: 
     from ..plotting import show_grid
     sub = data.Split(split.sources[:count], split.captions[:count])
     hyps = decode.caption_split(model, sub, vocab, device=device)
-    write_text(run.samples / f"epoch_{epoch:03d}.json",
+    atomic_write(run.samples / f"epoch_{epoch:03d}.json",
                json.dumps([{"caption": h, "references": r} for h, r in zip(hyps, sub.captions)], indent=1))
     fig = show_grid([sub.image(i, 128) for i in range(len(sub))], [textwrap.fill(h, 26) for h in hyps], ncols=4,
                     size=2.4, title=f"epoch {epoch}: greedy captions of validation scenes")
@@ -253,7 +254,7 @@ def _loop(cfg, run, model, optimizer, scaler, amp, amp_dtype, pairs, val_pairs, 
     results.update({"train samples/s": progress["train_samples"] / progress["train_seconds"],
                     "train seconds": progress["train_seconds"], "device": device,
                     "best val acc": progress["best_val_acc"], "steps": progress["step"]})
-    write_text(run.path("results.json"), json.dumps(results, indent=1) + "\n")
+    atomic_write(run.path("results.json"), json.dumps(results, indent=1) + "\n")
     progress["done"] = True
     save_checkpoint(run.path("last.safetensors"), last, progress, optimizer)
 
