@@ -24,7 +24,7 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	touch $@
 
 run: $(STAMP) lavis-env
-	VLSTEPS_STANDINS=1 HF_HUB_OFFLINE=1 ANONYMIZED_TELEMETRY=False $(PY) -m vlsteps.runner --out build
+	VLSTEPS_STANDINS=1 HF_HUB_OFFLINE=1 ANONYMIZED_TELEMETRY=False $(PY) -m vlsteps.tools.runner --out build
 
 test: $(STAMP) lavis-env browser-deps
 	@start=$$(date +%s); \
@@ -58,7 +58,7 @@ lab: $(STAMP)
 
 # Indexing throughput: the notebook's batched CLIP code against the one-image-per-call original style.
 bench: $(STAMP)
-	$(PY) -m vlsteps.bench index
+	$(PY) -m vlsteps.tools.bench index
 
 # The models as an HTTP vision service on 127.0.0.1:5000 (stand-ins where no checkpoint): ARGS="--port 8080"
 serve: $(STAMP)
@@ -75,15 +75,15 @@ train-captioner: $(STAMP)
 	$(PY) -m vlsteps.captioner.train --artifact_dir build/outputs/captioner/cli_run --resume $(CAPTIONER_ARGS) $(ARGS)
 
 readme: $(STAMP)
-	$(PY) -m vlsteps.readme
+	$(PY) -m vlsteps.tools.readme
 
 clean:
 	rm -rf build
 
-# Re-execute notebooks on stand-ins and keep only the outputs of NBVAL_CHECK_OUTPUT cells (commit these).
+# Re-execute notebooks on stand-ins and keep only the outputs of cells tagged nbval-check-output (commit these).
 notebooks: $(STAMP) lavis-env
-	$(TEST_ENV) $(PY) -m vlsteps.runner --refresh $(NB)
+	$(TEST_ENV) $(PY) -m vlsteps.tools.runner --refresh $(NB)
 
 # Rewrite only the generated parts (Colab badge, size table, install cell); nothing is executed.
 sync: $(STAMP)
-	$(PY) -m vlsteps.runner --sync $(NB)
+	$(PY) -m vlsteps.tools.runner --sync $(NB)

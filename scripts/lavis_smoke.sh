@@ -57,7 +57,7 @@ from pathlib import Path
 import nbformat
 from nbclient.exceptions import CellExecutionError
 
-from vlsteps.runner import CHECK, IGNORE, first_line, run_twice, text_outputs as text
+from vlsteps.tools.runner import CHECK, IGNORE, run_twice, tagged, text_outputs as text
 
 path = Path(sys.argv[1])
 committed = nbformat.read(path, as_version=4)
@@ -69,11 +69,11 @@ failures, checks = [], 0
 for i, cell in enumerate(committed.cells):
     if cell.cell_type != "code":
         continue
-    if first_line(cell) == CHECK:
+    if tagged(cell, CHECK):
         checks += 1
         if runs[0][i] != text(cell):
             failures.append(f"cell {i}: committed {text(cell)!r}, printed {runs[0][i]!r}")
-    if first_line(cell) != IGNORE and runs[1][i] != runs[0][i]:
+    if not tagged(cell, IGNORE) and runs[1][i] != runs[0][i]:
         failures.append(f"cell {i}: printed something else on the second run: {runs[0][i]!r} / {runs[1][i]!r}")
 everything = "".join(runs[0].values())
 if "salesforce-lavis 1.0.2" not in everything:

@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 
-from vlsteps import models, notebooks
+from vlsteps import models
+from vlsteps.tools import notebooks
 
 COLAB_PAIR = {"torch": "2.9.0+cu126", "torchvision": "0.24.0+cu126"}   # older than the pins, as on Colab
 PIP_LINE = re.compile(r'^\s*%pip install -q "(?P<spec>[^"]+)"$', re.M)

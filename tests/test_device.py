@@ -4,7 +4,7 @@ from vlsteps import model_size_gb, param_count, pick_device, pick_dtype
 
 
 def test_cpu_runs_in_fp32():
-    assert pick_dtype("cpu") == torch.float32
+    assert pick_dtype("qwen-vl", "cpu") == pick_dtype(device="cpu") == torch.float32
 
 
 def test_gpu_without_bf16_gets_fp16(monkeypatch):
@@ -13,9 +13,17 @@ def test_gpu_without_bf16_gets_fp16(monkeypatch):
         return including_emulation     # a T4 only emulates bf16
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", t4)
-    assert pick_dtype("cuda") == torch.float16
+    assert pick_dtype("qwen-vl", "cuda") == pick_dtype(device="cuda") == torch.float16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
-    assert pick_dtype("cuda") == torch.bfloat16
+    assert pick_dtype("qwen-vl", "cuda") == pick_dtype(device="cuda") == torch.bfloat16
+
+
+def test_gpu_dtype_is_the_registrys(monkeypatch):
+    """The notebook's dtype comes from the registry: ViLT stays float32 on a GPU, BLIP-2 runs in float16."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert pick_dtype("vilt", "cuda") == torch.float32
+    assert pick_dtype("blip2", "cuda") == torch.float16
+    assert pick_dtype("instructblip-vicuna", "cuda") == torch.float16, "4-bit computes in float16"
 
 
 def test_device_is_one_that_torch_can_use():

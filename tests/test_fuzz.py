@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from vlsteps import answers
-from vlsteps.grounding import Box, parse_boxes
+from vlsteps.boxes import Box
+from vlsteps.grounding import parse_boxes
 from vlsteps.kosmos_boxes import entities_to_boxes
 from vlsteps.prompts import QA_TEMPLATE, SHORT_ANSWER_TEMPLATE, instruction_prompt, qa_prompt
 

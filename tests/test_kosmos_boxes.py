@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from vlsteps.boxes import Box
 from vlsteps.kosmos_boxes import draw_entities, entities_to_boxes
 
 # What Kosmos2Processor.post_process_generation returns for the model card's snowman example.
@@ -15,14 +16,14 @@ GOOD = [("a snowman", (12, 21), [(0.390625, 0.046875, 0.984375, 0.828125)]),
 
 def test_good_entities_map_to_pixels_of_the_original_photo():
     boxes = entities_to_boxes(GOOD, (640, 480))
-    assert [label for label, _ in boxes] == ["a snowman", "a fire"]
-    assert boxes[0][1] == (round(0.390625 * 640), round(0.046875 * 480), round(0.984375 * 640),
+    assert [b.label for b in boxes] == ["a snowman", "a fire"]
+    assert boxes[0].xyxy == (round(0.390625 * 640), round(0.046875 * 480), round(0.984375 * 640),
                            round(0.828125 * 480))
 
 
 def test_an_entity_with_several_boxes_gives_one_box_each():
     ent = [("two cats", (0, 8), [(0.0, 0.0, 0.5, 0.5), (0.5, 0.5, 1.0, 1.0)])]
-    assert [b for _, b in entities_to_boxes(ent, (100, 100))] == [(0, 0, 50, 50), (50, 50, 100, 100)]
+    assert [b.xyxy for b in entities_to_boxes(ent, (100, 100))] == [(0, 0, 50, 50), (50, 50, 100, 100)]
 
 
 def test_real_processor_output_round_trips():
@@ -49,11 +50,11 @@ def test_empty_or_malformed_entities_give_no_boxes(entities):
 
 def test_good_boxes_survive_beside_malformed_ones():
     mixed = [None, ("junk",), ("a cat", (0, 5), [(0.1, 0.2), (0.1, 0.2, 0.6, 0.9)]), GOOD[1]]
-    assert [label for label, _ in entities_to_boxes(mixed, (100, 100))] == ["a cat", "a fire"]
+    assert [b.label for b in entities_to_boxes(mixed, (100, 100))] == ["a cat", "a fire"]
 
 
 def test_boxes_are_clamped_into_the_image():
-    assert entities_to_boxes([("x", (0, 1), [(-0.2, 0.1, 1.3, 0.5)])], (10, 10)) == [("x", (0, 1, 10, 5))]
+    assert entities_to_boxes([("x", (0, 1), [(-0.2, 0.1, 1.3, 0.5)])], (10, 10)) == [Box(0, 1, 10, 5, "x")]
 
 
 def test_draw_entities_draws_boxes_and_draws_nothing_for_bad_lists():
@@ -71,4 +72,4 @@ def test_draw_entities_draws_boxes_and_draws_nothing_for_bad_lists():
                          ids=["int", "negative int", "fraction"])
 def test_huge_numbers_are_skipped_not_raised(huge):
     entities = [("big", (0, 3), [(0.1, 0.1, huge, 0.5)]), GOOD[1]]
-    assert [label for label, _ in entities_to_boxes(entities, (100, 100))] == ["a fire"]
+    assert [b.label for b in entities_to_boxes(entities, (100, 100))] == ["a fire"]

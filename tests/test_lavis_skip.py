@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from vlsteps import models, notebooks, runner
+from vlsteps import models
+from vlsteps.tools import notebooks, runner
 
 ROOT = models.REPO_ROOT
 PY312 = Path.home() / ".pyenv/versions/3.12.1/bin/python3.12"

@@ -174,7 +174,7 @@ def test_a_notebook_without_its_model_stops_with_the_download_command(empty_mode
 
 
 def test_registry_entries_are_consistent():
-    from vlsteps import notebooks
+    from vlsteps.tools import notebooks
     folders = [m.folder for m in registry.MODELS.values()]
     assert len(set(folders)) == len(folders), "two keys would share a model folder"
     names = {nb.name for nb in notebooks.NOTEBOOKS}

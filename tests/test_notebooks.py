@@ -4,8 +4,9 @@ import re
 import nbformat
 import pytest
 
-from vlsteps import models, notebooks, size_tables
-from vlsteps.runner import CHECK, IGNORE, first_line, run_twice
+from vlsteps import models
+from vlsteps.tools import notebooks, size_tables
+from vlsteps.tools.runner import CHECK, IGNORE, run_twice, tagged
 
 ALL = notebooks.NOTEBOOKS
 MAIN_KERNEL = [nb for nb in ALL if nb.kernel == "python3"]   # the LAVIS one: scripts/lavis_smoke.sh
@@ -30,7 +31,7 @@ def test_badge_and_install_cell_are_the_generated_ones(nb):
 
 @pytest.mark.parametrize("nb", ALL, ids=lambda nb: nb.name)
 def test_header_size_table_is_the_generated_one(nb):
-    """Sizes in a notebook's first cell are computed and measured (vlsteps.size_tables), never typed by hand."""
+    """Sizes in a notebook's first cell are computed and measured (vlsteps.tools.size_tables), never typed by hand."""
     expected = size_tables.notebook_header(nb.name) or None
     assert size_tables.header_block(read(nb).cells[0].source) == expected, (
         f"{nb.path}: the size table in the first cell differs from the generated one (make sync)")
@@ -58,11 +59,17 @@ def test_committed_without_outputs_except_check_cells(nb):
     for i, cell in enumerate(read(nb).cells):
         if cell.cell_type != "code":
             continue
-        if first_line(cell) == CHECK:
-            assert cell.outputs, f"{nb.path} cell {i}: NBVAL_CHECK_OUTPUT cell needs its output committed"
+        if tagged(cell, CHECK):
+            assert cell.outputs, f"{nb.path} cell {i}: a cell tagged {CHECK} needs its output committed"
         else:
             assert not cell.outputs and cell.execution_count is None, \
                 f"{nb.path} cell {i}: commit without outputs (make notebooks)"
+
+
+@pytest.mark.parametrize("nb", ALL, ids=lambda nb: nb.name)
+def test_nbval_markers_are_tags_not_comments_a_learner_reads(nb):
+    for i, cell in enumerate(read(nb).cells):
+        assert "NBVAL_" not in cell.source, f"{nb.path} cell {i}: tag the cell ({CHECK} / {IGNORE}) instead"
 
 
 @pytest.mark.parametrize("nb", ALL, ids=lambda nb: nb.name)
@@ -84,5 +91,5 @@ def test_runs_twice_in_one_kernel_with_the_same_results(nb):
     first, second = run_twice(path, nb.kernel)
     cells = read(nb).cells
     for i in first:
-        if first_line(cells[i]) != IGNORE:
+        if not tagged(cells[i], IGNORE):
             assert second[i] == first[i], f"{nb.path} cell {i} printed something else on the second run"

@@ -4,6 +4,7 @@ import pytest
 from PIL import Image
 
 from vlsteps import draw_boxes, overlay_heatmap, show_grid
+from vlsteps.boxes import Box
 
 matplotlib.use("Agg")
 
@@ -12,12 +13,10 @@ def blank(size=(100, 80)):
     return Image.new("RGB", size, "white")
 
 
-def test_grid_has_one_titled_panel_per_image_and_hides_spares():
+def test_grid_has_one_titled_panel_per_image_and_no_empty_panels():
     fig = show_grid([blank()] * 5, [f"#{i}" for i in range(5)], ncols=3)
-    axes = fig.axes
-    assert len(axes) == 6
-    assert [ax.get_title() for ax in axes[:5]] == [f"#{i}" for i in range(5)]
-    assert not axes[5].images
+    assert [ax.get_title() for ax in fig.axes] == [f"#{i}" for i in range(5)]
+    assert all(ax.images for ax in fig.axes)
 
 
 def test_grid_rejects_mismatched_captions_and_empty_input():
@@ -27,18 +26,17 @@ def test_grid_rejects_mismatched_captions_and_empty_input():
         show_grid([])
 
 
-def test_boxes_are_drawn_in_pixels_and_in_normalized_coordinates():
-    out = np.asarray(draw_boxes(blank(), [(10, 10, 50, 40)], ["cat"]))
+def test_boxes_are_drawn_in_pixels():
+    out = np.asarray(draw_boxes(blank(), [Box(10, 10, 50, 40, "cat")]))
     assert (out[25, 10] != 255).any(), "left edge of the box"
     assert (out[60, 70] == 255).all(), "outside the box stays white"
-    norm = np.asarray(draw_boxes(blank(), [(0.1, 0.125, 0.5, 0.5)], normalized=True))
-    assert (norm[25, 10] != 255).any()
 
 
 def test_boxes_outside_or_inverted_are_clamped_not_fatal():
     image = blank()
-    out = draw_boxes(image, [(90, 70, -20, 500)], ["odd"])
+    out = draw_boxes(image, [Box.ordered(90, 70, -20, 500, "odd"), Box(500, 500, 600, 600, "gone")])
     assert out.size == image.size and np.asarray(image).min() == 255, "original untouched"
+    assert (np.asarray(out)[75, 0] != 255).any(), "the box cut to the image (0, 70, 90, 79) is drawn"
 
 
 def test_heatmap_is_stretched_over_the_image():
@@ -49,3 +47,37 @@ def test_heatmap_is_stretched_over_the_image():
     assert (out[2, 2] != out[120, 120]).any(), "the hot corner differs from the cold one"
     with pytest.raises(ValueError, match="2-D"):
         overlay_heatmap(blank(), np.zeros(5))
+
+
+LONG = ["inging" * 30, "a cat sitting on a mat, seen from above, in a caption that goes on and on and on " * 3,
+        "PlePle " * 40, "short", "", "W" * 200, "two\nlines"]
+
+
+def _extents(fig):
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    return renderer, [(ax, ax.title.get_window_extent(renderer), ax.get_window_extent(renderer))
+                      for ax in fig.axes if ax.images]
+
+
+@pytest.mark.parametrize("ncols,size,colorbar", [(4, 2.5, None), (3, 3.2, "attention"), (6, 2.2, None),
+                                                 (7, 2.0, "relevance")])
+def test_every_caption_stays_inside_its_own_panel(ncols, size, colorbar):
+    """Long, unbroken and multi-line captions are wrapped or cut to their panel: none runs into a neighbour."""
+    fig = show_grid([blank()] * len(LONG), LONG, ncols=ncols, size=size, title="a title over long captions",
+                    colorbar=colorbar)
+    renderer, panels = _extents(fig)
+    assert len(panels) == len(LONG) and len(fig.axes) == len(LONG) + bool(colorbar), "no empty panels"
+    for ax, caption, panel in panels:
+        assert panel.x0 - 1 <= caption.x0 and caption.x1 <= panel.x1 + 1, f"{ax.get_title()!r} leaves its panel"
+        assert caption.y0 >= panel.y1 - 1, "the caption sits above its own image, not on it"
+        assert ax.get_title().count("\n") < 4 or ax.get_title().endswith("…")
+    for (a, ca, pa), (b, cb, pb) in zip(panels, panels[1:]):
+        assert not ca.overlaps(cb) and not ca.overlaps(pb) and not cb.overlaps(pa), "captions collide"
+    suptitle = fig._suptitle.get_window_extent(renderer)
+    assert suptitle.y0 >= max(c.y1 for _, c, _ in panels) - 1, "the title is clear of the captions"
+
+
+def test_a_caption_that_fits_is_left_as_it_is():
+    fig = show_grid([blank()], ["a cat"], size=3)
+    assert fig.axes[0].get_title() == "a cat"

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from vlsteps import architectures, dryrun, notebooks, registry, size_tables, sizes
+from vlsteps import architectures, registry, sizes
+from vlsteps.tools import dryrun, notebooks, size_tables
 
 
 @pytest.mark.parametrize("key", list(registry.MODELS))

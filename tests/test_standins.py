@@ -55,7 +55,7 @@ def test_unknown_key_is_refused_with_the_known_keys(tmp_path):
 
 def test_a_build_prints_no_progress_bars(tmp_path, capfd):
     # Stand-ins are built inside notebook cells (the first model_dir call): a "Writing model shards" bar there
-    # would be noise for the reader and would break the NBVAL_CHECK_OUTPUT cell that happens to build one.
+    # would be noise for the reader and would break the nbval-check-output cell that happens to build one.
     from transformers.utils import logging
     from vlsteps.standins import build
     build("clip", tmp_path)   # trains a tokenizer too, whose progress bar writes blank lines to stdout

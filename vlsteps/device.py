@@ -5,6 +5,8 @@ import gc
 
 import torch
 
+from . import registry
+
 
 def pick_device() -> str:
     if torch.cuda.is_available():
@@ -14,23 +16,29 @@ def pick_device() -> str:
     return "cpu"
 
 
-def pick_dtype(device: str | None = None) -> torch.dtype:
-    """bf16 where the GPU has it (A100, H100), fp16 where not (T4, Apple), fp32 on CPU."""
+def pick_dtype(key: str | None = None, device: str | None = None) -> torch.dtype:
+    """The dtype model `key` runs in on `device`: float32 on a CPU; on a GPU the registry's dtype (the one its
+    notebook was written for), with bfloat16 falling back to float16 where the GPU has no native bfloat16 (a T4,
+    Apple). Without a key: the GPU's best half precision (for models outside the registry)."""
     device = device or pick_device()
-    if device == "cuda":
-        # Without including_emulation=False a T4 answers True and runs bf16 slowly in emulation.
-        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
-    if device == "mps":
-        return torch.float16
-    return torch.float32
+    if device == "cpu":
+        return torch.float32
+    wanted = registry.get(key).dtype if key else "bfloat16"
+    if wanted == "float32":
+        return torch.float32
+    # Without including_emulation=False a T4 answers True and runs bf16 slowly in emulation.
+    native_bf16 = device == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
+    if wanted == "bfloat16" and native_bf16:
+        return torch.bfloat16
+    return torch.float16          # float16, bfloat16 without native support, and 4-bit's compute dtype
 
 
 def describe(device: str | None = None) -> str:
     device = device or pick_device()
     if device == "cuda":
         props = torch.cuda.get_device_properties(0)
-        return f"cuda: {props.name}, {props.total_memory / 2**30:.1f} GiB, dtype {pick_dtype(device)}"
-    return f"{device}: {torch.get_num_threads()} threads, dtype {pick_dtype(device)}"
+        return f"cuda: {props.name}, {props.total_memory / 2**30:.1f} GiB"
+    return f"{device}: {torch.get_num_threads()} threads"
 
 
 def param_count(model) -> int:

@@ -16,23 +16,10 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
+
+from .boxes import Box
 
 _FENCE = re.compile(r"```[ \t]*(?:json|JSON)?[ \t]*\n?")
-
-
-@dataclass(frozen=True)
-class Box:
-    """A labelled box in pixels, x1 <= x2 and y1 <= y2."""
-    x1: float
-    y1: float
-    x2: float
-    y2: float
-    label: str = ""
-
-    @property
-    def xyxy(self) -> tuple[float, float, float, float]:
-        return (self.x1, self.y1, self.x2, self.y2)
 
 
 def _number(v) -> float | None:
@@ -55,14 +42,10 @@ def _box(item) -> Box | None:
     nums = [_number(v) for v in coords]
     if any(v is None for v in nums):
         return None
-    x1, y1, x2, y2 = nums
-    x1, x2 = sorted((max(x1, 0.0), max(x2, 0.0)))   # inverted corners are swapped, negatives clipped at 0
-    y1, y2 = sorted((max(y1, 0.0), max(y2, 0.0)))
-    if x2 <= x1 or y2 <= y1:
-        return None                                  # no area left: nothing to draw
     label = item.get("label", "")
     label = label if isinstance(label, str) else "" if label is None else str(label)
-    return Box(x1, y1, x2, y2, label.strip())
+    # Negatives clipped at 0 here; the far edges once the image size is known (`rescale`).
+    return Box.ordered(*nums, label.strip()).clamped(math.inf, math.inf)
 
 
 class _Truncated(Exception):
@@ -161,10 +144,4 @@ def rescale(boxes: list[Box], from_size: tuple[int, int], to_size: tuple[int, in
     if fw <= 0 or fh <= 0:
         raise ValueError(f"from_size must be positive, got {from_size}")
     sx, sy = tw / fw, th / fh
-    out = []
-    for b in boxes:
-        x1, x2 = min(b.x1 * sx, tw), min(b.x2 * sx, tw)
-        y1, y2 = min(b.y1 * sy, th), min(b.y2 * sy, th)
-        if x2 > x1 and y2 > y1:
-            out.append(Box(x1, y1, x2, y2, b.label))
-    return out
+    return [c for c in (b.scaled(sx, sy).clamped(tw, th) for b in boxes) if c is not None]

@@ -12,11 +12,12 @@ from numbers import Real
 
 from PIL import Image
 
+from .boxes import Box
 from .plotting import draw_boxes
 
 
-def _box(box, width: int, height: int):
-    """A normalized box as pixel (x1, y1, x2, y2), or None if it is not 4 finite numbers in order."""
+def _box(box, label: str, width: int, height: int) -> Box | None:
+    """A normalized box as a Box in whole pixels, or None if it is not 4 finite numbers in order."""
     if isinstance(box, (str, bytes)):
         return None
     try:
@@ -29,18 +30,17 @@ def _box(box, width: int, height: int):
         x1, y1, x2, y2 = (float(v) for v in values)
     except OverflowError:   # an int or fraction too large for a float
         return None
-    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
+    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)) or x2 <= x1 or y2 <= y1:
         return None
-    x1, x2 = (min(max(v, 0.0), 1.0) for v in (x1, x2))
-    y1, y2 = (min(max(v, 0.0), 1.0) for v in (y1, y2))
-    if x2 <= x1 or y2 <= y1:
+    inside = Box(x1, y1, x2, y2, label).clamped(1.0, 1.0)
+    if inside is None:
         return None
-    return (round(x1 * width), round(y1 * height), round(x2 * width), round(y2 * height))
+    return Box(*(round(v) for v in inside.scaled(width, height).xyxy), label)
 
 
-def entities_to_boxes(entities, image_size) -> list[tuple[str, tuple[int, int, int, int]]]:
-    """`[(label, (x1, y1, x2, y2)), ...]` in pixels of an image of `image_size` = (width, height), one per
-    box (an entity may have several). Anything that is not a well-formed entity or box is left out."""
+def entities_to_boxes(entities, image_size) -> list[Box]:
+    """Labelled pixel boxes on an image of `image_size` = (width, height), one per box (an entity may have
+    several). Anything that is not a well-formed entity or box is left out."""
     width, height = image_size
     out = []
     if not isinstance(entities, (list, tuple)):
@@ -52,16 +52,10 @@ def entities_to_boxes(entities, image_size) -> list[tuple[str, tuple[int, int, i
         if not isinstance(boxes, (list, tuple)):
             continue
         label = phrase.strip() if isinstance(phrase, str) else ""
-        for box in boxes:
-            pixels = _box(box, width, height)
-            if pixels is not None:
-                out.append((label, pixels))
+        out.extend(b for b in (_box(box, label, width, height) for box in boxes) if b is not None)
     return out
 
 
 def draw_entities(image: Image.Image, entities) -> Image.Image:
     """A copy of `image` with each entity's boxes drawn and labelled; no valid boxes, no drawing."""
-    boxes = entities_to_boxes(entities, image.size)
-    if not boxes:
-        return image.convert("RGB").copy()
-    return draw_boxes(image, [b for _, b in boxes], [label for label, _ in boxes])
+    return draw_boxes(image, entities_to_boxes(entities, image.size))

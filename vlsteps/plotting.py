@@ -2,16 +2,54 @@
 from __future__ import annotations
 
 import math
+import textwrap
+from collections.abc import Iterable
 
 import matplotlib.pyplot as plt
+from matplotlib.cm import ScalarMappable
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from .boxes import Box
 
 BOX_COLORS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45"]
 
 
-def show_grid(images, captions=None, ncols: int = 4, size: float = 3.0, title: str | None = None):
-    """A grid of images with a caption under each; returns the figure."""
+CAPTION_SIZE = 9
+CAPTION_LINES = 4
+
+
+def fit_caption(text: str, width_px: float, renderer, fontsize: float = CAPTION_SIZE,
+                max_lines: int = CAPTION_LINES) -> str:
+    """`text` wrapped to fit `width_px` (measured with matplotlib's renderer) and cut to `max_lines` with "…"."""
+    text = str(text)
+    if not text.strip():
+        return ""
+    probe = plt.figure().text(0, 0, "", fontsize=fontsize)
+    try:
+        def width(s: str) -> float:
+            probe.set_text(s)
+            return probe.get_window_extent(renderer).width
+
+        chars = max(len(line) for line in text.splitlines())
+        while True:
+            lines = [w for line in text.splitlines() for w in (textwrap.wrap(line, chars) or [""])]
+            if len(lines) > max_lines:
+                lines = lines[:max_lines]
+                lines[-1] = lines[-1][:max(chars - 1, 1)].rstrip() + "…"
+            if chars <= 4 or all(width(line) <= width_px for line in lines):
+                return "\n".join(lines)
+            chars -= 1
+    finally:
+        plt.close(probe.figure)
+
+
+def show_grid(images, captions=None, ncols: int = 4, size: float = 3.0, title: str | None = None,
+              colorbar: str | None = None, cmap: str = "jet"):
+    """A grid of images with a caption under each, each caption wrapped or cut to its own panel.
+
+    `colorbar` (its label) adds the scale of heat maps drawn by `overlay_heatmap` with `cmap`: each map is
+    stretched from its own lowest value to its own highest, so the bar reads low..high, not absolute values."""
     images = list(images)
     if not images:
         raise ValueError("show_grid needs at least one image")
@@ -20,42 +58,49 @@ def show_grid(images, captions=None, ncols: int = 4, size: float = 3.0, title: s
         raise ValueError(f"{len(images)} images but {len(captions)} captions")
     ncols = min(ncols, len(images))
     nrows = math.ceil(len(images) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.4), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, image, caption in zip(axes.flat, images, captions):
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.6), squeeze=False,
+                             layout="constrained")
+    for ax in axes.flat[len(images):]:
+        fig.delaxes(ax)                     # no empty panels
+    shown = list(axes.flat[:len(images)])
+    for ax, image in zip(shown, images):
         ax.imshow(image)
-        ax.set_title(caption, fontsize=9, wrap=True)
+        ax.axis("off")
+    if colorbar:
+        bar = fig.colorbar(ScalarMappable(cmap=cmap), ax=shown, fraction=0.03, ticks=[0, 1])
+        bar.ax.set_yticklabels(["low", "high"])
+        bar.set_label(colorbar)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    fig.draw_without_rendering()            # lay out first: the captions fit the panels' final widths
+    renderer = fig.canvas.get_renderer()
+    for ax, caption in zip(shown, captions):
+        ax.set_title(fit_caption(caption, ax.get_window_extent(renderer).width, renderer), fontsize=CAPTION_SIZE)
     return fig
 
 
-def draw_boxes(image: Image.Image, boxes, labels=None, normalized: bool = False) -> Image.Image:
-    """A copy of image with labelled boxes (x1, y1, x2, y2); `normalized` boxes are in 0..1.
+def draw_boxes(image: Image.Image, boxes: Iterable[Box]) -> Image.Image:
+    """A copy of image with each box drawn and labelled (pixels); boxes are cut to the image, empty ones skipped.
 
     Line width and label size grow with the image, so labels stay readable on a 4000-pixel photo."""
     out = image.convert("RGB").copy()
     draw = ImageDraw.Draw(out)
-    labels = list(labels) if labels is not None else [None] * len(boxes)
     w, h = out.size
     width = max(2, round(min(w, h) / 150))
     font = ImageFont.load_default(size=max(11, round(min(w, h) / 30)))
-    for i, (box, label) in enumerate(zip(boxes, labels)):
-        x1, y1, x2, y2 = (float(v) for v in box)
-        if normalized:
-            x1, y1, x2, y2 = x1 * w, y1 * h, x2 * w, y2 * h
-        x1, x2 = sorted((min(max(x1, 0), w - 1), min(max(x2, 0), w - 1)))
-        y1, y2 = sorted((min(max(y1, 0), h - 1), min(max(y2, 0), h - 1)))
+    for i, box in enumerate(boxes):
+        box = box.clamped(w - 1, h - 1)
+        if box is None:
+            continue
+        x1, y1, x2, y2 = box.xyxy
         color = BOX_COLORS[i % len(BOX_COLORS)]
         draw.rectangle([x1, y1, x2, y2], outline=color, width=width)
-        if label:
-            left, top, right, bottom = draw.textbbox((0, 0), str(label), font=font)
+        if box.label:
+            left, top, right, bottom = draw.textbbox((0, 0), box.label, font=font)
             pad = width + 2
             ty = y1 - (bottom - top) - 2 * pad if y1 - (bottom - top) - 2 * pad >= 0 else y1
             draw.rectangle([x1, ty, x1 + (right - left) + 2 * pad, ty + bottom + 2 * pad], fill=color)
-            draw.text((x1 + pad, ty + pad), str(label), fill="white", font=font)
+            draw.text((x1 + pad, ty + pad), box.label, fill="white", font=font)
     return out
 
 

@@ -4,7 +4,7 @@ Each registry entry is built on the meta device from its checkpoint's config (no
 tied as `from_pretrained` ties them, and its parameters counted. Weight bytes per dtype follow from the count;
 for 8-bit and 4-bit, as bitsandbytes quantizes: the weights of `nn.Linear` layers shrink, the rest (embeddings,
 norms, biases, convolutions, the output head) stays 16-bit. Memory for activations, the KV cache and the
-framework comes on top: `python -m vlsteps.sizes` measures that (`vlsteps.dryrun`).
+framework comes on top: `python -m vlsteps.sizes` measures that (`vlsteps.tools.dryrun`).
 
     python -m vlsteps.sizes [KEY...]      full-size dry runs, merged into vlsteps/architectures/measured.json
     python -m vlsteps.sizes --computed    the computed table only (seconds: meta device, no download), also
@@ -194,7 +194,7 @@ def main(argv: list[str]) -> None:
         atomic_write(architectures.COMPUTED, json.dumps(computed_data(), indent=1) + "\n")
         print(computed_table())
         return
-    from . import dryrun
+    from .tools import dryrun
     dryrun.main(argv)
 
 

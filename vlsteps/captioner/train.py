@@ -167,7 +167,7 @@ def train(cfg: Config, echo=print) -> Run:
     pairs = data.CaptionPairs(splits["train"], vocab, cfg.seq_length, model.image_size, preload)
     val_pairs = data.CaptionPairs(splits["val"], vocab, cfg.seq_length, model.image_size, preload)
     amp = torch.device(device).type == "cuda"          # mixed precision: bf16 where the GPU has it, else fp16
-    amp_dtype = pick_dtype("cuda") if amp else torch.float32
+    amp_dtype = pick_dtype(device="cuda") if amp else torch.float32
     scaler = torch.amp.GradScaler(enabled=amp and amp_dtype == torch.float16)
     threads = torch.get_num_threads()
     if cfg.threads:

@@ -93,7 +93,7 @@ def load(key: str, path, max_new_tokens: int = 30) -> Captioner:
     """The captioner for registry key `key` from the model folder `path`."""
     import transformers as t
     device = pick_device()
-    dtype = torch.float32 if key == "vit-gpt2" else pick_dtype(device)   # as blip.ipynb loads it
+    dtype = pick_dtype(key, device)   # as blip.ipynb loads it
     if key == "kosmos-2":
         processor = t.Kosmos2Processor.from_pretrained(path)
         model = t.Kosmos2ForConditionalGeneration.from_pretrained(path, dtype=dtype).to(device)

@@ -1,4 +1,4 @@
-"""`python -m vlsteps.bench serve`: what batching across requests buys a client that sends one image per request.
+"""`python -m vlsteps.tools.bench serve`: what batching across requests buys a client that sends one image per request.
 
 For each CLIP image tower (real size, random weights: throughput does not depend on the weights' values) two copies
 of the service run side by side as subprocesses on loopback: the batched one (micro-batches of up to 16) and a
@@ -101,7 +101,7 @@ async def load(url: str, images: list[bytes], concurrency: int) -> dict:
 
 
 def bench_serve(archs=("B/32", "L/14"), levels=LEVELS, requests: dict | None = None) -> list[dict]:
-    from ..bench import build_model, make_images
+    from ..tools.bench import build_model, make_images
     from ..device import describe
     from ..embed import ClipEmbedder
     requests = {**REQUESTS, **(requests or {})}

@@ -1,4 +1,4 @@
-"""Benchmarks (not tests): `python -m vlsteps.bench index [--arch B/32|L/14]` and `python -m vlsteps.bench serve`
+"""Benchmarks (not tests): `python -m vlsteps.tools.bench index [--arch B/32|L/14]` and `python -m vlsteps.tools.bench serve`
 (batched service vs one request, one forward: see vlsteps/serve/loadtest.py).
 
 `index` measures image-embedding throughput of the CLIP notebook's indexing code (`ClipEmbedder`: batches,
@@ -51,7 +51,7 @@ def build_model(arch_name: str):
     tower is never run here). Plus a CLIPProcessor with CLIP's real preprocessing settings."""
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTextConfig, CLIPVisionConfig
 
-    from .standins.tiny_tokenizers import clip_tokenizer
+    from ..standins.tiny_tokenizers import clip_tokenizer
     arch = ARCHS[arch_name]
     tok = clip_tokenizer()
     text = CLIPTextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
@@ -71,7 +71,7 @@ def build_model(arch_name: str):
 
 def make_images(n: int, folder: Path, seed: int = 0) -> list[Path]:
     """n JPEG files (~640x480, like photos) cut from the sample photos with seeded random crops/flips."""
-    from .images import sample_photos
+    from ..images import sample_photos
     rng = np.random.default_rng(seed)
     photos = list(sample_photos().values())
     paths = []
@@ -148,7 +148,7 @@ def bench_index(arch_name: str = "B/32", n_images: int | None = None, rounds: in
     loop and the batched path (one per dtype) on the same files, in rotating order, and a matmul per dtype.
     Best-of-rounds figures are reported, as the least disturbed by other load on the machine; medians
     beside them."""
-    from .embed import ClipEmbedder
+    from ..embed import ClipEmbedder
     d = DEFAULTS[arch_name]
     n_images, rounds, batch = n_images or d["images"], rounds or d["rounds"], batch or d["batch"]
     if threads:
@@ -235,7 +235,7 @@ def bench_index(arch_name: str = "B/32", n_images: int | None = None, rounds: in
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m vlsteps.bench", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m vlsteps.tools.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
     p = sub.add_parser("index", help="image-embedding throughput: batched ClipEmbedder vs the original loop")
@@ -255,7 +255,7 @@ def main(argv=None) -> None:
     p.add_argument("--requests", type=int, help="one-image requests per level and server (default 64 B/32, 24 L/14)")
     args = parser.parse_args(argv)
     if args.what == "serve":
-        from .serve.loadtest import bench_serve
+        from ..serve.loadtest import bench_serve
         archs = list(ARCHS) if args.arch == "both" else [args.arch]
         bench_serve(archs, requests={a: args.requests for a in archs} if args.requests else None)
     if args.what == "index":

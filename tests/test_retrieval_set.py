@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vlsteps import testimages
+from vlsteps import retrieval_set
 
 PROMPTS = {"cat": "a photo of a cat", "dog": "a photo of a dog"}
 
@@ -22,12 +22,12 @@ class FakeGenerator:
 
 
 def _plan(**kw):
-    return testimages.plan(PROMPTS, 3, model="fake", size=16, **kw)
+    return retrieval_set.plan(PROMPTS, 3, model="fake", size=16, **kw)
 
 
 def test_seeds_depend_on_the_image_not_its_position():
     a = {(s.category, s.index): s.seed for s in _plan()}
-    b = {(s.category, s.index): s.seed for s in testimages.plan({"dog": "x", "cat": "y", "car": "z"}, 4,
+    b = {(s.category, s.index): s.seed for s in retrieval_set.plan({"dog": "x", "cat": "y", "car": "z"}, 4,
                                                                  model="fake", size=16)}
     assert all(b[key] == seed for key, seed in a.items())
     assert len(set(a.values())) == len(a)
@@ -37,48 +37,48 @@ def test_seeds_depend_on_the_image_not_its_position():
 def test_generates_once_with_metadata_then_skips(tmp_path):
     gen = FakeGenerator()
     specs = _plan()
-    records = testimages.generate(specs, gen, tmp_path, batch_size=2, progress=False)
+    records = retrieval_set.generate(specs, gen, tmp_path, batch_size=2, progress=False)
     assert len(records) == 6 and sum(len(c) for c in gen.calls) == 6 and max(map(len, gen.calls)) == 2
     meta = json.loads((tmp_path / "cat" / "cat_001.json").read_text())["settings"]
     assert meta["prompt"] == "a photo of a cat" and meta["seed"] == specs[1].seed and meta["model"] == "fake"
     assert meta["steps"] == 1 and meta["guidance_scale"] == 0.0
     assert records[1]["path"].endswith("cat/cat_001.png") and records[1]["category"] == "cat"
     gen.calls.clear()
-    assert testimages.generate(specs, gen, tmp_path, batch_size=2, progress=False) == records
+    assert retrieval_set.generate(specs, gen, tmp_path, batch_size=2, progress=False) == records
     assert gen.calls == []                               # all present: nothing generated
-    assert testimages.load_records(tmp_path) == sorted(records, key=lambda r: r["path"])
+    assert retrieval_set.load_records(tmp_path) == sorted(records, key=lambda r: r["path"])
 
 
 def test_a_missing_image_regenerates_its_whole_batch_with_the_same_pixels(tmp_path):
     gen = FakeGenerator()
     specs = _plan()
-    testimages.generate(specs, gen, tmp_path, batch_size=2, progress=False)
+    retrieval_set.generate(specs, gen, tmp_path, batch_size=2, progress=False)
     before = (tmp_path / "cat" / "cat_001.png").read_bytes()
     (tmp_path / "cat" / "cat_001.png").unlink()
     gen.calls.clear()
-    testimages.generate(specs, gen, tmp_path, batch_size=2, progress=False)
+    retrieval_set.generate(specs, gen, tmp_path, batch_size=2, progress=False)
     assert gen.calls == [[specs[0].seed, specs[1].seed]]  # the fixed batch plan, not just the missing one
     assert (tmp_path / "cat" / "cat_001.png").read_bytes() == before
 
 
 def test_changed_settings_regenerate(tmp_path):
     gen = FakeGenerator()
-    testimages.generate(_plan(), gen, tmp_path, batch_size=3, progress=False)
+    retrieval_set.generate(_plan(), gen, tmp_path, batch_size=3, progress=False)
     gen.calls.clear()
-    testimages.generate(_plan(steps=4), gen, tmp_path, batch_size=3, progress=False)
+    retrieval_set.generate(_plan(steps=4), gen, tmp_path, batch_size=3, progress=False)
     assert sum(len(c) for c in gen.calls) == 6
     assert json.loads((tmp_path / "dog" / "dog_000.json").read_text())["settings"]["steps"] == 4
 
 
 def test_bad_plans_and_generators_are_refused(tmp_path):
     with pytest.raises(ValueError, match="multiples of 8"):
-        testimages.plan(PROMPTS, 1, model="m", size=100)
+        retrieval_set.plan(PROMPTS, 1, model="m", size=100)
     with pytest.raises(ValueError, match="plain name"):
-        testimages.plan({"../x": "p"}, 1, model="m", size=16)
+        retrieval_set.plan({"../x": "p"}, 1, model="m", size=16)
     with pytest.raises(ValueError):
-        testimages.plan(PROMPTS, 0, model="m", size=16)
+        retrieval_set.plan(PROMPTS, 0, model="m", size=16)
     with pytest.raises(RuntimeError, match="returned 1 images for 2"):
-        testimages.generate(_plan(), lambda p, s: [Image.new("RGB", (16, 16))], tmp_path, batch_size=2,
+        retrieval_set.generate(_plan(), lambda p, s: [Image.new("RGB", (16, 16))], tmp_path, batch_size=2,
                             progress=False)
 
 
@@ -101,21 +101,21 @@ GOOD_SETTINGS = _plan()[1].settings()   # cat_001
 def test_a_sidecar_of_another_schema_is_skipped_then_regenerated(tmp_path, sidecar):
     gen = FakeGenerator()
     specs = _plan()
-    records = testimages.generate(specs, gen, tmp_path, batch_size=2, progress=False)
+    records = retrieval_set.generate(specs, gen, tmp_path, batch_size=2, progress=False)
     (tmp_path / "cat" / "cat_001.json").write_text(json.dumps(sidecar))
-    assert testimages.load_records(tmp_path) == [r for r in sorted(records, key=lambda r: r["path"])
+    assert retrieval_set.load_records(tmp_path) == [r for r in sorted(records, key=lambda r: r["path"])
                                                  if not r["path"].endswith("cat_001.png")]
-    assert not testimages.is_present(tmp_path, specs[1])
+    assert not retrieval_set.is_present(tmp_path, specs[1])
     gen.calls.clear()
-    assert testimages.generate(specs, gen, tmp_path, batch_size=2, progress=False) == records
+    assert retrieval_set.generate(specs, gen, tmp_path, batch_size=2, progress=False) == records
     assert gen.calls == [[specs[0].seed, specs[1].seed]]             # its batch, regenerated
-    assert len(testimages.load_records(tmp_path)) == 6
+    assert len(retrieval_set.load_records(tmp_path)) == 6
 
 
 def test_a_sidecar_that_is_not_json_text_is_skipped(tmp_path):
     specs = _plan()
-    testimages.generate(specs, FakeGenerator(), tmp_path, batch_size=2, progress=False)
+    retrieval_set.generate(specs, FakeGenerator(), tmp_path, batch_size=2, progress=False)
     (tmp_path / "cat" / "cat_001.json").write_bytes(b"\xff\xfe\x00garbage")
     (tmp_path / "cat" / "cat_002.json").write_text("[" * 100000)    # deeper than the JSON decoder goes
-    assert len(testimages.load_records(tmp_path)) == 4
-    assert not testimages.is_present(tmp_path, specs[1]) and not testimages.is_present(tmp_path, specs[2])
+    assert len(retrieval_set.load_records(tmp_path)) == 4
+    assert not retrieval_set.is_present(tmp_path, specs[1]) and not retrieval_set.is_present(tmp_path, specs[2])

@@ -7,8 +7,8 @@ import json
 import re
 from functools import cache
 
-from . import registry, sizes
-from .architectures import MEASURED as RESULTS
+from .. import registry, sizes
+from ..architectures import MEASURED as RESULTS
 
 START, END = "<!-- sizes:start -->", "<!-- sizes:end -->"
 _BLOCK = re.compile(re.escape(START) + r".*?" + re.escape(END), re.S)

@@ -1,12 +1,13 @@
 """Execute the notebooks: `make run` (executed copies + HTML in build/) and `make notebooks` (refresh in place).
 
-    python -m vlsteps.runner --out build [NAME ...]
-    python -m vlsteps.runner --refresh [NAME ...]
-    python -m vlsteps.runner --sync [NAME ...]     badge and install cell only, nothing executed
+    python -m vlsteps.tools.runner --out build [NAME ...]
+    python -m vlsteps.tools.runner --refresh [NAME ...]
+    python -m vlsteps.tools.runner --sync [NAME ...]     badge and install cell only, nothing executed
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import uuid
@@ -14,15 +15,18 @@ from pathlib import Path
 
 import nbformat
 
-from . import models, notebooks
+from .. import models
+from . import notebooks
+from .output_scan import QUIET_ENV, problems
 
-CHECK = "# NBVAL_CHECK_OUTPUT"
-IGNORE = "# NBVAL_IGNORE_OUTPUT"
+# nbval's cell tags: in metadata, so a learner never reads them (a "# NBVAL_..." first line means nothing to one).
+CHECK = "nbval-check-output"
+IGNORE = "nbval-ignore-output"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
-def first_line(cell) -> str:
-    return cell.source.lstrip().split("\n", 1)[0].strip()
+def tagged(cell, tag: str) -> bool:
+    return tag in cell.get("metadata", {}).get("tags", [])
 
 
 def _client(nb, path: Path, kernel_name: str, timeout: int):
@@ -31,6 +35,7 @@ def _client(nb, path: Path, kernel_name: str, timeout: int):
     from jupyter_core.paths import jupyter_runtime_dir
     from nbclient import NotebookClient
     from traitlets.config import Config
+    os.environ.update(QUIET_ENV)   # no progress bars in a copy executed for reading; the kernel inherits it
     runtime = Path(jupyter_runtime_dir())
     runtime.mkdir(parents=True, exist_ok=True)
     # An absolute socket prefix of its own: the kernel runs in notebooks/, and two kernels must not share one.
@@ -79,13 +84,13 @@ def run_twice(path: Path, kernel_name: str = "python3", timeout: int = 1800) -> 
 
 
 def strip_outputs(nb, keep_checks: bool = True):
-    """Outputs go only where nbval compares them: cells marked NBVAL_CHECK_OUTPUT."""
+    """Outputs go only where nbval compares them: cells tagged nbval-check-output."""
     count = 0
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
         cell.metadata.pop("execution", None)
-        if keep_checks and first_line(cell) == CHECK:
+        if keep_checks and tagged(cell, CHECK):
             count += 1   # nbval refuses a reference output whose cell has no execution count
             cell.execution_count = count
             for out in cell.outputs:
@@ -132,6 +137,9 @@ def run(selected: list[notebooks.Notebook], out: Path) -> int:
             failed.append(nb.name)
             print(f"{nb.name}: FAILED after {time.perf_counter() - start:.1f} s: {str(e)[-2000:]}", flush=True)
             continue
+        for i, cell in enumerate(executed.cells):
+            for problem in problems(cell.get("outputs", [])):
+                print(f"{nb.name}: cell {i}: {problem}", flush=True)
         nbformat.write(executed, out / f"{nb.name}.ipynb")
         html, _ = HTMLExporter().from_notebook_node(executed)
         (out / f"{nb.name}.html").write_text(html, encoding="utf-8")
@@ -146,7 +154,7 @@ def run(selected: list[notebooks.Notebook], out: Path) -> int:
 
 def refresh(selected: list[notebooks.Notebook], execute_cells: bool = True) -> int:
     """Rewrite notebooks/ in place: generated cells synced, and (unless `execute_cells` is False) re-executed on
-    stand-ins keeping only the NBVAL_CHECK_OUTPUT outputs."""
+    stand-ins keeping only the outputs of cells tagged nbval-check-output."""
     for nb in selected:
         path = models.REPO_ROOT / nb.path
         if execute_cells and missing_kernel(nb):
@@ -159,14 +167,14 @@ def refresh(selected: list[notebooks.Notebook], execute_cells: bool = True) -> i
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m vlsteps.runner", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m vlsteps.tools.runner", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", help="notebook names (default: all)")
     parser.add_argument("--out", type=Path, default=Path("build"))
     parser.add_argument("--refresh", action="store_true",
-                        help="execute on stand-ins and rewrite notebooks/ keeping only NBVAL_CHECK_OUTPUT outputs")
+                        help="execute on stand-ins and rewrite notebooks/ keeping only nbval-check-output outputs")
     parser.add_argument("--sync", action="store_true",
-                        help="only rewrite each notebook's badge and install cell from vlsteps.notebooks (no run)")
+                        help="only rewrite each notebook's badge and install cell from vlsteps.tools.notebooks (no run)")
     args = parser.parse_args()
     selected = [notebooks.get(n) for n in args.names] if args.names else notebooks.NOTEBOOKS
     if args.refresh or args.sync:

@@ -1,16 +1,17 @@
 """Regenerate the README's notebook, model and measured-size tables from the notebook list, the registry, the
 computed sizes (`vlsteps.sizes`) and the committed dry-run measurements.
 
-    python -m vlsteps.readme          rewrite README.md in place
-    python -m vlsteps.readme --check  exit 1 if README.md is out of date
+    python -m vlsteps.tools.readme          rewrite README.md in place
+    python -m vlsteps.tools.readme --check  exit 1 if README.md is out of date
 """
 from __future__ import annotations
 
 import re
 import sys
 
-from . import notebooks, size_tables, sizes
-from .models import REPO_ROOT
+from .. import sizes
+from ..models import REPO_ROOT
+from . import notebooks, size_tables
 
 README = REPO_ROOT / "README.md"
 

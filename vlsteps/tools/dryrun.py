@@ -24,8 +24,8 @@ import subprocess
 import sys
 import time
 
-from . import architectures, registry, sizes
-from .files import atomic_write
+from .. import architectures, registry, sizes
+from ..files import atomic_write
 
 RESULTS = architectures.MEASURED
 MARGIN_GB = 3.0           # left to other processes on this machine
@@ -235,7 +235,7 @@ def child(key: str, dtype_name: str, device: str, step_timeout: float) -> dict:
 # ---- the parent: fit checks, subprocesses, the results file ----
 
 def _run_child(key: str, dtype: str, device: str, step_timeout: float) -> dict:
-    cmd = ["nice", "-n", "10", sys.executable, "-m", "vlsteps.dryrun", "--child", key, dtype, device, str(step_timeout)]
+    cmd = ["nice", "-n", "10", sys.executable, "-m", "vlsteps.tools.dryrun", "--child", key, dtype, device, str(step_timeout)]
     t0 = time.perf_counter()
     timeout = 3 * step_timeout   # the build and the imports come on top of the step's own deadline
     try:
@@ -267,7 +267,7 @@ def measure(key: str, dtype: str, device: str, step_timeout: float) -> dict:
 def load_results() -> dict:
     if RESULTS.exists():
         return json.loads(RESULTS.read_text(encoding="utf-8"))
-    return {"_comment": "Written by `python -m vlsteps.sizes` (vlsteps/dryrun.py): full-size dry runs with untrained "
+    return {"_comment": "Written by `python -m vlsteps.sizes` (vlsteps/tools/dryrun.py): full-size dry runs with untrained "
                         "weights, one machine per entry. Do not edit by hand.", "machines": {}}
 
 

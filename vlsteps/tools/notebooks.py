@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from . import registry
+from .. import registry
 
 HOME = "https://github.com/vlsteps/vlsteps"     # the project's home: pyproject.toml's Homepage says the same
 GITHUB_REPO = HOME.removeprefix("https://github.com/")

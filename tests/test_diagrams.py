@@ -1,0 +1,20 @@
+import matplotlib
+
+from vlsteps import diagrams
+
+matplotlib.use("Agg")
+
+
+def test_pipeline_draws_every_stage_inside_the_figure():
+    stages = [("image\n224x224", "#dddddd"), ("ViT\n24 layers", "#9ecae1"), ("text", "#dddddd")]
+    fig = diagrams.pipeline(stages, title="three stages")
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    texts = [t for t in ax.texts if t.get_text()]
+    assert [t.get_text() for t in texts] == [s for s, _ in stages]
+    assert len(ax.patches) == 3, "one box a stage"
+    figure = fig.bbox
+    for t in texts:
+        extent = t.get_window_extent(renderer)
+        assert figure.x0 <= extent.x0 and extent.x1 <= figure.x1, f"{t.get_text()!r} leaves the figure"

@@ -1,0 +1,53 @@
+"""Architecture diagrams drawn with matplotlib: labelled boxes, arrows, and a row of stages.
+
+The notebooks draw their model's architecture from real config values; the drawing itself repeats, so it
+lives here and the notebook cell holds only what is specific to the model (the stages and their numbers).
+"""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+from matplotlib.patches import FancyBboxPatch
+
+EDGE = "#444444"
+
+
+def canvas(width: float, height: float, figsize: tuple[float, float], ncols: int = 1, width_ratios=None):
+    """A figure of `ncols` empty panels, each with data coordinates 0..width x 0..height and no axes drawn."""
+    fig, axes = plt.subplots(1, ncols, figsize=figsize, squeeze=False,
+                             gridspec_kw={"width_ratios": width_ratios} if width_ratios else None)
+    for ax in axes.flat:
+        ax.set_xlim(0, width)
+        ax.set_ylim(0, height)
+        ax.axis("off")
+    return fig, list(axes.flat)
+
+
+def box(ax, x: float, y: float, w: float, h: float, text: str, color: str, fontsize: float = 9):
+    """A rounded box with its lower-left corner at (x, y) and `text` centred in it."""
+    ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.02,rounding_size=0.08", fc=color, ec=EDGE,
+                                lw=1))
+    ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=fontsize)
+
+
+def arrow(ax, start, end, text: str = "", at=None, color: str = EDGE, ha: str = "left", fontsize: float = 8):
+    """An arrow from `start` to `end`, `text` beside its middle (or at `at`)."""
+    ax.annotate("", xy=end, xytext=start, arrowprops=dict(arrowstyle="-|>", color=color, lw=1.3))
+    if text:
+        x, y = at or ((start[0] + end[0]) / 2, (start[1] + end[1]) / 2)
+        ax.text(x, y, text, fontsize=fontsize, color=color, ha=ha, va="center")
+
+
+def pipeline(stages, title: str | None = None, box_width: float = 1.5, gap: float = 0.4, height: float = 1.6,
+             fontsize: float = 9):
+    """Stages `[(text, color), ...]` left to right, an arrow between each pair; returns the figure."""
+    step = box_width + gap
+    fig, (ax,) = canvas(len(stages) * step - gap, 1.0, figsize=(len(stages) * step * 0.95, height))
+    ax.set_xlim(-0.05, len(stages) * step - gap + 0.05)
+    ax.set_ylim(-0.1, 1.1)
+    for i, (text, color) in enumerate(stages):
+        box(ax, i * step, 0, box_width, 1, text, color, fontsize)
+        if i:
+            arrow(ax, (i * step - gap + 0.05, 0.5), (i * step - 0.05, 0.5))
+    if title:
+        ax.set_title(title, fontsize=fontsize + 1)
+    return fig
