@@ -281,3 +281,16 @@ def test_script_runs_in_the_active_venv_before_the_projects_own(tmp_path):
     fake.chmod(0o755)
     result = run_script(tmp_path, "--list", VIRTUAL_ENV=str(tmp_path / "venv"))
     assert result.stdout.strip() == "active venv: -m vlsteps.download --list"
+
+
+def test_all_says_what_it_leaves_out_before_downloading(monkeypatch, capsys, tmp_path):
+    """`all` skips the optional 31.8 GB checkpoint: the command says so, and how to get it."""
+    fetched = []
+    monkeypatch.setattr(dl, "download", lambda specs, dest, **kw: fetched.extend(s.key for s in specs))
+    assert dl.main(["all", "--dest", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    optional = [m for m in registry.MODELS.values() if m.optional]
+    assert optional and all(m.key in out and f"{m.download_gb:g} GB" in out for m in optional)
+    assert not {m.key for m in optional} & set(fetched)
+    assert dl.left_out_of_all(["vit"]) is None
+    assert dl.left_out_of_all(["all", *(m.key for m in optional)]) is None

@@ -22,3 +22,14 @@ def test_readme_commands_are_the_ones_ci_runs():
     assert "make test" in text and "make run" in text
     ci = (models.REPO_ROOT / ".ci" / "run").read_text()
     assert re.search(r"^make test$", ci, re.M)
+
+
+def test_every_notebook_row_fills_every_column_and_names_the_optional_model():
+    rows = readme.notebook_table().splitlines()[2:]
+    assert len(rows) == len(notebooks.NOTEBOOKS)
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert all(cells), f"an empty column: {row[:120]}"
+    instructblip = next(r for r in rows if "instructblip.ipynb" in r)
+    assert "`instructblip-vicuna` (optional" in instructblip
+    assert "except the optional `instructblip-vicuna`" in readme.size_tables.model_table()

@@ -66,6 +66,16 @@ def human(n_bytes: float) -> str:
     return f"{n_bytes:.0f} B"
 
 
+def left_out_of_all(keys: list[str]) -> str | None:
+    """What `all` does not fetch, said before a download starts (a 31.8 GB checkpoint must not go missing silently)."""
+    optional = [m for m in registry.MODELS.values() if m.optional and m.key not in keys]
+    if "all" not in keys or not optional:
+        return None
+    names = ", ".join(f"{m.key} ({m.download_gb:g} GB)" for m in optional)
+    return (f"note: `all` leaves out the optional {names}; to fetch it too: scripts/download_models.sh "
+            f"{' '.join(m.key for m in optional)}")
+
+
 def select(keys: list[str]) -> list[ModelSpec]:
     """Registry entries for `keys`, in order, without repeats; `all` means every non-optional one."""
     chosen: dict[str, ModelSpec] = {}
@@ -297,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.keys:
         parser.print_help()
         return 2
+    note = left_out_of_all(args.keys)
+    if note:
+        print(note, flush=True)
     try:
         download(select(args.keys), (args.dest or models_dir()).expanduser(), timeout=args.timeout,
                  deadline_s=args.deadline)

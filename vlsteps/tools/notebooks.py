@@ -37,6 +37,8 @@ class Notebook:
     name: str
     title: str
     kernel: str = "python3"   # the LAVIS notebook runs in its own environment's kernel
+    # For a notebook without registry models: what the README's models and sizes columns say instead.
+    own_models: tuple[str, str, str, str, str] | None = None
 
     @property
     def path(self) -> str:
@@ -88,9 +90,18 @@ NOTEBOOKS = [
     Notebook("blip", "BLIP: captions, VQA, image-text matching; caption models compared"),
     Notebook("blip2", "BLIP-2: a Q-Former between a frozen image encoder and a frozen LLM"),
     Notebook("instructblip", "InstructBLIP: instruction-aware visual features"),
-    Notebook("blip2_lavis", "BLIP-2 the LAVIS way, in its own environment", kernel="vlsteps-lavis"),
+    Notebook("blip2_lavis", "BLIP-2 the LAVIS way, in its own environment", kernel="vlsteps-lavis",
+             own_models=("LAVIS's `blip2_t5` / `caption_coco_flant5xl` (EVA ViT-g + Q-Former + Flan-T5-XL), outside "
+                         "the registry", "by LAVIS itself on first use (`eva_vit_g.pth`, `blip2_caption_flant5xl.pth`, "
+                         "`google/flan-t5-xl`, `bert-base-uncased`), not `download_models.sh`",
+                         "not computed: LAVIS builds the model from its own YAML, not from `vlsteps/architectures`",
+                         "not on Colab: LAVIS needs Python 3.11, Colab runs 3.12",
+                         "not measured (stand-ins only in CI)")),
     Notebook("qwen_vl", "Qwen2.5-VL: chat, grounding with boxes, dynamic resolution"),
-    Notebook("captioner", "Train your own captioner: CNN -> Transformer encoder -> decoder, on a CPU in minutes"),
+    Notebook("captioner", "Train your own captioner: CNN -> Transformer encoder -> decoder, on a CPU in minutes",
+             own_models=("none: the learner trains its own (its parameters are counted in the notebook)",
+                         "nothing", "the learner's model, counted in the notebook", "not needed: trains on a CPU",
+                         "not measured")),
     Notebook("serve", "Serving: the models as a batched vision service for PhotoPrism and Photofield"),
 ]
 

@@ -22,14 +22,17 @@ def notebook_table() -> str:
             "|---|---|---|---|---|---|---|---|"]
     for i, nb in enumerate(notebooks.NOTEBOOKS, 1):
         ms = [m for m in nb.models if not m.optional]
-        keys = ", ".join(f"`{m.key}`" for m in nb.models) or "—"
-        if ms:
+        keys = ", ".join(f"`{m.key}`" + (" (optional, not in the sizes)" if m.optional else "") for m in nb.models)
+        if nb.own_models:
+            keys, *rest = nb.own_models
+            sizes_ = " | ".join(rest)
+        elif ms:
             held, n_bytes = size_tables.held_at_once(nb.name)
             ram = " / ".join(size_tables.peak_ram(held, label) for label in ("float32", "bfloat16"))
             sizes_ = (f"{sum(m.download_gb for m in ms):.1f} GB | {sizes.format_gb(n_bytes)} ({' + '.join(held)}) | "
                       f"{size_tables.fits_t4(n_bytes)} | {ram}")
         else:
-            sizes_ = "see the notebook | | |"
+            raise ValueError(f"{nb.name} uses no registry model: give it own_models in vlsteps/tools/notebooks.py")
         rows.append(f"| {i} | [{nb.title}]({nb.path}) | {nb.colab_badge} | {keys} | {sizes_} |")
     return "\n".join(rows)
 

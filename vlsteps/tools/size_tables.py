@@ -121,7 +121,9 @@ def model_table() -> str:
                     f"{sizes.format_params(sizes.param_count(m.key))} | {m.download_gb:g} GB | {' | '.join(w)} | "
                     f"{m.dtype} | {', '.join(m.notebooks)} |")
     total = sum(m.download_gb for m in registry.MODELS.values() if not m.optional)
-    rows.append(f"| **all** | `scripts/download_models.sh all` | | **{total:.1f} GB** | | | | | | |")
+    left_out = ", ".join(f"`{m.key}` ({m.download_gb:g} GB)" for m in registry.MODELS.values() if m.optional)
+    rows.append(f"| **all** | `scripts/download_models.sh all`: every model above except the optional {left_out} "
+                f"(it says so when it starts) | | **{total:.1f} GB** | | | | | | |")
     return "\n".join(rows)
 
 
