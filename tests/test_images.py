@@ -293,3 +293,21 @@ def test_each_named_format_loads(tmp_path, format):
     image = load_image(path)
     assert image.size == (32, 24)
     assert np.abs(np.subtract(image.getpixel((5, 5)), (255, 0, 0))).max() <= 8
+
+
+def test_save_photos_writes_each_png_once_and_never_a_torn_one(tmp_path):
+    from vlsteps import save_photos
+    photos = {"red": Image.new("RGB", (8, 6), "red"), "blue": Image.new("RGB", (4, 4), "blue")}
+    paths = save_photos(photos, tmp_path)
+    assert list(paths) == ["red", "blue"] and Image.open(paths["red"]).size == (8, 6)
+    stamp = paths["red"].stat().st_mtime_ns
+    assert save_photos(photos, tmp_path)["red"].stat().st_mtime_ns == stamp, "written once"
+
+    class Interrupted(Image.Image):
+        """A photo whose encoding is interrupted (a kernel interrupt) after the first bytes are out."""
+        def save(self, fp, format=None, **params):
+            fp.write(b"\x89PNG\r\n")
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        save_photos({"green": Interrupted()}, tmp_path)
+    assert not (tmp_path / "green.png").exists(), "no half-written PNG that a second run would take as whole"

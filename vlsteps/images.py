@@ -59,6 +59,23 @@ def sample_photos(names=None) -> dict[str, Image.Image]:
     return {name: sample_photo(name) for name in (names or SAMPLE_PHOTOS)}
 
 
+def save_photos(photos: dict[str, Image.Image], folder: Path | None = None) -> dict[str, Path]:
+    """The photos as PNG files (written once, atomically), for what reads paths: an index, a service, a grid.
+
+    `folder` defaults to outputs/photos."""
+    from .files import atomic_write
+    from .models import outputs_dir
+    folder = Path(folder) if folder is not None else outputs_dir() / "photos"
+    paths = {}
+    for name, photo in photos.items():
+        paths[name] = folder / f"{name}.png"
+        if not paths[name].exists():
+            buffer = io.BytesIO()
+            photo.save(buffer, format="PNG")
+            atomic_write(paths[name], buffer.getvalue())
+    return paths
+
+
 def load_image(source, *, timeout: float | None = None, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS,
                policy: AddressPolicy = AddressPolicy()) -> Image.Image:
     """An upright RGB PIL image from a PIL image, a path, an http(s) URL or the bytes of an image file (an upload),
