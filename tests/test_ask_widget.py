@@ -39,7 +39,7 @@ def test_button_click_asks_about_the_picked_photo():
     box.photo.value = "blue"
     box.question.value = "which color?"
     box.button.click()                       # what a click in the browser does
-    assert "blue (which color?)" in box.answer.value
+    assert "blue (which color?)" in box.status.value
     assert box.history == [("blue", "which color?", "blue (which color?)")]
 
 
@@ -48,7 +48,7 @@ def test_ask_from_code_and_errors_shown_not_raised():
     assert box.ask("what color?", photo="red") == "red (what color?)"
     assert box.photo.value == "red"
     assert "Type a question" in box.ask("   ")
-    assert "Type a question" in box.answer.value and len(box.history) == 1
+    assert "Type a question" in box.status.value and len(box.history) == 1
     with pytest.raises(KeyError, match="choose one of"):
         box.ask("q", photo="green")
 
@@ -56,7 +56,7 @@ def test_ask_from_code_and_errors_shown_not_raised():
 def test_answers_are_html_escaped_and_picture_follows_the_dropdown():
     box = AskBox(lambda image, q: "<script>alert(1)</script>", PHOTOS)
     box.ask("q")
-    assert "<script>" not in box.answer.value and "&lt;script&gt;" in box.answer.value
+    assert "<script>" not in box.status.value and "&lt;script&gt;" in box.status.value
     before = box.image.value
     box.photo.value = "blue"
     assert bytes(box.image.value) != bytes(before) and bytes(box.image.value).startswith(b"\x89PNG")
@@ -100,7 +100,7 @@ def test_fifty_rapid_clicks_run_the_model_once_and_show_the_answer_once():
     for _ in range(50):                      # clicks queued in the kernel arrive one after the other
         box.button.click()
     assert model.calls == 1 and len(box.history) == 1
-    assert "red (which color?)" in box.answer.value
+    assert "red (which color?)" in box.status.value
     box.question.value = "which  color? "    # the same question, typed differently
     box.button.click()
     assert model.calls == 1
@@ -132,7 +132,7 @@ def test_after_a_failed_answer_a_click_asks_again():
     box.question.value = "which color?"
     box.button.click()
     box.button.click()
-    assert model.calls == 2 and "out of memory" in box.answer.value and box.history == []
+    assert model.calls == 2 and "out of memory" in box.status.value and box.history == []
 
 
 def test_clicking_the_answered_question_again_shows_its_answer_again_without_asking():
@@ -141,7 +141,7 @@ def test_clicking_the_answered_question_again_shows_its_answer_again_without_ask
     box.ask("which color?")
     box.question.value = "x" * (MAX_CHARS + 1)
     box.button.click()
-    assert "characters long" in box.answer.value
+    assert "characters long" in box.status.value
     box.question.value = "which color?"
     box.button.click()
-    assert model.calls == 1 and "red (which color?)" in box.answer.value
+    assert model.calls == 1 and "red (which color?)" in box.status.value

@@ -60,12 +60,13 @@ def _extents(fig):
                       for ax in fig.axes if ax.images]
 
 
-@pytest.mark.parametrize("ncols,size,colorbar", [(4, 2.5, None), (3, 3.2, "attention"), (6, 2.2, None),
-                                                 (7, 2.0, "relevance")])
-def test_every_caption_stays_inside_its_own_panel(ncols, size, colorbar):
+@pytest.mark.parametrize("ncols,size,colorbar,title,image", [
+    (4, 2.5, None, "a title over long captions", (100, 80)), (3, 3.2, "attention", "a title", (100, 80)),
+    (6, 2.2, None, "a title", (100, 80)), (7, 2.0, "relevance", "a title", (100, 80)),
+    (4, 2.8, None, None, (128, 128))])   # square images without a title: the top row's captions near the edge
+def test_every_caption_stays_inside_its_own_panel(ncols, size, colorbar, title, image):
     """Long, unbroken and multi-line captions are wrapped or cut to their panel: none runs into a neighbour."""
-    fig = show_grid([blank()] * len(LONG), LONG, ncols=ncols, size=size, title="a title over long captions",
-                    colorbar=colorbar)
+    fig = show_grid([blank(image)] * len(LONG), LONG, ncols=ncols, size=size, title=title, colorbar=colorbar)
     renderer, panels = _extents(fig)
     assert len(panels) == len(LONG) and len(fig.axes) == len(LONG) + bool(colorbar), "no empty panels"
     for ax, caption, panel in panels:
@@ -74,8 +75,10 @@ def test_every_caption_stays_inside_its_own_panel(ncols, size, colorbar):
         assert ax.get_title().count("\n") < 4 or ax.get_title().endswith("…")
     for (a, ca, pa), (b, cb, pb) in zip(panels, panels[1:]):
         assert not ca.overlaps(cb) and not ca.overlaps(pb) and not cb.overlaps(pa), "captions collide"
-    suptitle = fig._suptitle.get_window_extent(renderer)
-    assert suptitle.y0 >= max(c.y1 for _, c, _ in panels) - 1, "the title is clear of the captions"
+    assert max(c.y1 for _, c, _ in panels) <= fig.bbox.y1 + 1, "a caption is cut off at the top"
+    if title:
+        suptitle = fig._suptitle.get_window_extent(renderer)
+        assert suptitle.y0 >= max(c.y1 for _, c, _ in panels) - 1, "the title is clear of the captions"
 
 
 def test_a_caption_that_fits_is_left_as_it_is():

@@ -6,13 +6,13 @@ the ipywidgets layout. `ask()` is plain Python, so the logic is tested without a
 """
 from __future__ import annotations
 
-import html
 import io
 from typing import Callable, Mapping
 
 from PIL import Image
 
 from .images import ImageLoadError, load_image
+from .widgets import Widget, failure
 
 MAX_CHARS = 200   # VQA models see ~30-40 question tokens; a paragraph is a mistake, not a question
 
@@ -37,7 +37,7 @@ def answer_question(answer_fn: Callable[[Image.Image, str], str], image: Image.I
     try:
         answer = answer_fn(image, question)
     except Exception as e:   # a widget callback must never die with a traceback nobody sees
-        return False, f"The model failed on this question ({e.__class__.__name__}: {e})."
+        return False, f"The model failed on this question ({failure(e)})."
     answer = str(answer).strip() if answer is not None else ""
     return True, answer if answer else "(the model gave an empty answer)"
 
@@ -61,8 +61,8 @@ def _load_photos(photos: Mapping) -> dict[str, Image.Image]:
     return loaded
 
 
-class AskBox:
-    """A photo picker, a question box, an Ask button and the answers so far.
+class AskBox(Widget):
+    """A photo picker, a question box, an Ask button, the answer in the status line, and the answers so far.
 
     `box = AskBox(answer_fn, {"cat": image_or_path, ...}); box` shows it in a notebook; `box.ask("...")` asks
     from code. Clicks queue up in the kernel while the model runs, so a click while it runs, or one for the
@@ -73,20 +73,19 @@ class AskBox:
         import ipywidgets as w
         if not photos:
             raise ValueError("AskBox needs at least one photo")
+        super().__init__()
         self.answer_fn = answer_fn
         self.photos = _load_photos(photos)
         self.max_chars = max_chars
         self.history: list[tuple[str, str, str]] = []   # (photo, question, answer)
-        self._busy = False
         self.photo = w.Dropdown(options=list(self.photos), description="Photo")
         self.image = w.Image(value=_png(self.photos[self.photo.value]), format="png")
         self.question = w.Text(placeholder="What is in the picture?", description="Question",
                                layout=w.Layout(width="420px"))
         self.button = w.Button(description="Ask", button_style="primary")
-        self.answer = w.HTML(value="")
         self.photo.observe(self._on_photo, names="value")
         self.button.on_click(self._on_click)
-        self.widget = w.VBox([self.photo, self.image, w.HBox([self.question, self.button]), self.answer])
+        self.widget = w.VBox([self.photo, self.image, w.HBox([self.question, self.button]), self.status])
 
     def _on_photo(self, change) -> None:
         self.image.value = _png(self.photos[change["new"]])
@@ -99,15 +98,9 @@ class AskBox:
         if self._busy:
             return
         if self.history and self.history[-1][:2] == self._asked():
-            self._show(True, self.history[-1][2])   # answered already: show it again, do not ask again
+            self.show_status(self.history[-1][2], lead="Answer:")   # answered already: show it again, do not ask again
         else:
             self.ask()
-
-    def _show(self, ok: bool, text: str) -> None:
-        if ok:
-            self.answer.value = f"<b>Answer:</b> {html.escape(text)}"
-        else:
-            self.answer.value = f'<span style="color:#b00020">{html.escape(text)}</span>'
 
     def ask(self, question: str | None = None, photo: str | None = None) -> str:
         """Answer `question` (default: what is typed) about `photo` (default: the one picked)."""
@@ -117,17 +110,12 @@ class AskBox:
             self.photo.value = photo
         if question is not None:
             self.question.value = question
-        name = self.photo.value
-        self._busy = self.button.disabled = True
-        try:
-            ok, text = answer_question(self.answer_fn, self.photos[name], self.question.value, self.max_chars)
-        finally:
-            self._busy = self.button.disabled = False
+        with self.busy(self.button):
+            ok, text = answer_question(self.answer_fn, self.photos[self.photo.value], self.question.value,
+                                       self.max_chars)
         if ok:
             self.history.append((*self._asked(), text))
-        self._show(ok, text)
+            self.show_status(text, lead="Answer:")
+        else:
+            self.show_error(text)
         return text
-
-    def _ipython_display_(self):
-        from IPython.display import display
-        display(self.widget)

@@ -8,8 +8,9 @@ as it was, so the reader can simply ask again.
 """
 from __future__ import annotations
 
-import html
 from typing import Callable
+
+from .widgets import Widget, escape, failure
 
 Generate = Callable[[list[dict]], str]
 
@@ -66,32 +67,31 @@ def error_message(error: BaseException) -> str:
                 "or press Reset to shorten the conversation.")
     if isinstance(error, EmptyQuestion):
         return str(error)
-    return f"The model failed: {name}: {error}. The conversation is unchanged; ask again or press Reset."
+    return f"The model failed: {failure(error)}. The conversation is unchanged; ask again or press Reset."
 
 
-class ChatWidget:
-    """ipywidgets around a ChatSession. `on_send` is what the Send button runs: tests call it directly.
+class ChatWidget(Widget):
+    """ipywidgets around a ChatSession: `chat = ChatWidget(session); chat` shows it in a notebook. `on_send` is
+    what the Send button runs: tests call it directly.
 
     Clicks queue up in the kernel while the model runs, so a click while it runs is dropped, and so is one on
     the empty box right after an answer (it would only say "Type a question first." under the answer)."""
 
     def __init__(self, session: ChatSession, placeholder: str = "Ask about the image and press Send"):
         import ipywidgets as widgets
+        super().__init__()
         self.session = session
         self.text = widgets.Text(placeholder=placeholder, layout=widgets.Layout(width="70%"))
         self.send_button = widgets.Button(description="Send", button_style="primary")
         self.reset_button = widgets.Button(description="Reset")
         self.transcript = widgets.HTML()
-        self.status = widgets.HTML()
-        self.message = ""            # the status line as plain text ("" when all is well)
-        self._busy = False
         self._answered = False       # an answer came and nothing has been typed since
         self.text.observe(self._on_typing, names="value")
         self.send_button.on_click(self.on_send)
         self.reset_button.on_click(self.on_reset)
-        self.box = widgets.VBox([self.transcript, widgets.HBox([self.text, self.send_button, self.reset_button]),
-                                 self.status])
-        self.render()
+        self.widget = widgets.VBox([self.transcript, widgets.HBox([self.text, self.send_button, self.reset_button]),
+                                    self.status])
+        self._show_transcript()
 
     def _on_typing(self, _change) -> None:
         self._answered = False
@@ -99,34 +99,26 @@ class ChatWidget:
     def on_send(self, _button=None) -> None:
         if self._busy or (self._answered and not self.text.value.strip()):
             return
-        question = self.text.value
-        self._busy = self.send_button.disabled = True
-        self.status.value = "Thinking…"
-        try:
-            self.session.ask(question)
-        except Exception as e:   # one clear line in the widget instead of a traceback in a callback
-            self.message = error_message(e)
-            self.status.value = f'<span style="color:#b00020">{html.escape(self.message)}</span>'
-        else:
-            self.text.value = ""
-            self.message = self.status.value = ""
-            self._answered = True
-        finally:
-            self._busy = self.send_button.disabled = False
-            self.render()
+        self.show_status("Thinking…")
+        with self.busy(self.send_button):
+            try:
+                self.session.ask(self.text.value)
+            except Exception as e:   # one clear line in the widget instead of a traceback in a callback
+                self.show_error(error_message(e))
+            else:
+                self.text.value = ""
+                self.show_status()
+                self._answered = True
+        self._show_transcript()
 
     def on_reset(self, _button=None) -> None:
         self.session.reset()
-        self.message = self.status.value = ""
+        self.show_status()
         self._answered = False
-        self.render()
+        self._show_transcript()
 
-    def render(self) -> None:
+    def _show_transcript(self) -> None:
         # overflow-wrap: a reply without spaces (a URL, JSON, stand-in noise) wraps instead of running off the box
-        rows = [f'<p style="overflow-wrap:anywhere"><b>{html.escape(role)}:</b> {html.escape(text)}</p>'
+        rows = [f'<p style="overflow-wrap:anywhere"><b>{escape(role)}:</b> {escape(text)}</p>'
                 for role, text in self.session.transcript()]
         self.transcript.value = "".join(rows) or "<p><i>No messages yet.</i></p>"
-
-    def _ipython_display_(self):
-        from IPython.display import display
-        display(self.box)

@@ -1,7 +1,6 @@
 """Where a notebook finds its model folder: the real checkpoint, or (when allowed) a tiny stand-in."""
 from __future__ import annotations
 
-import html
 import os
 import sys
 from pathlib import Path
@@ -101,8 +100,9 @@ def _show_standin_banner(spec: registry.ModelSpec, incomplete: str | None = None
         from IPython import get_ipython
         from IPython.display import HTML, display
         if get_ipython() is not None:
-            display(HTML(f'<div style="background:#b00020;color:white;padding:8px;font-weight:bold">'
-                         f'{html.escape(text, quote=False)}</div>'))
+            from .widgets import ERROR, escape
+            display(HTML(f'<div style="background:{ERROR};color:white;padding:8px;font-weight:bold">'
+                         f'{escape(text)}</div>'))
             return
     except ImportError:
         pass

@@ -72,10 +72,18 @@ def show_grid(images, captions=None, ncols: int = 4, size: float = 3.0, title: s
         bar.set_label(colorbar)
     if title:
         fig.suptitle(title)
-    fig.draw_without_rendering()            # lay out first: the captions fit the panels' final widths
     renderer = fig.canvas.get_renderer()
-    for ax, caption in zip(shown, captions):
-        ax.set_title(fit_caption(caption, ax.get_window_extent(renderer).width, renderer), fontsize=CAPTION_SIZE)
+    # Fit, lay out, measure again: taller captions shrink the (aspect-locked) images and so the widths to fit.
+    for _ in range(4):
+        fig.draw_without_rendering()
+        fitted = True
+        for ax, caption in zip(shown, captions):
+            width = ax.get_window_extent(renderer).width
+            if ax.title.get_window_extent(renderer).width > width or not ax.get_title() and caption:
+                ax.set_title(fit_caption(caption, width, renderer), fontsize=CAPTION_SIZE)
+                fitted = False
+        if fitted:
+            break
     return fig
 
 

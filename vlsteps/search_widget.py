@@ -5,13 +5,11 @@ unit-tested without a browser; the ipywidgets layer only wires the box, the pick
 """
 from __future__ import annotations
 
-import html
 from typing import Callable
-
-import matplotlib.pyplot as plt
 
 from . import index
 from .plotting import show_grid
+from .widgets import Widget, failure, show_figure
 
 
 def hit_caption(hit: index.Hit) -> str:
@@ -20,14 +18,14 @@ def hit_caption(hit: index.Hit) -> str:
 
 
 def show_hits(hits: list[index.Hit], title: str | None = None, ncols: int = 4, size: float = 2.5):
-    """A result grid: each hit's image with its similarity and category. Returns the figure."""
+    """A result grid: each hit's image with its similarity and category (fitted to its panel). Returns the figure."""
     if not hits:
         raise ValueError("no hits to show (is the collection empty?)")
     return show_grid([h.image() for h in hits], [hit_caption(h) for h in hits], ncols=ncols, size=size, title=title)
 
 
-class SearchWidget:
-    """`SearchWidget(collection, embedder, images={"cat": path_or_pil, ...}).widget` in a notebook cell.
+class SearchWidget(Widget):
+    """`box = SearchWidget(collection, embedder, images={"cat": path_or_pil, ...}); box` in a notebook cell.
 
     `search(text=...)` or `search(image_name=...)` runs the query, draws the grid into the output area and
     returns the hits. Every query first clears the previous grid; any error (empty query, unknown image, an
@@ -38,6 +36,7 @@ class SearchWidget:
     def __init__(self, collection, embedder, images: dict | None = None, k: int = 8,
                  render: Callable | None = None):
         import ipywidgets as w
+        super().__init__()
         self.collection, self.embedder, self.k = collection, embedder, int(k)
         self.images = dict(images or {})
         self.render = render or self._render
@@ -48,7 +47,6 @@ class SearchWidget:
         self.picker = w.Dropdown(options=[""] + list(self.images), value="", description="or image:")
         self.k_slider = w.IntSlider(value=self.k, min=1, max=32, description="k")
         self.button = w.Button(description="Search", button_style="primary", icon="search")
-        self.status = w.HTML("")
         self.output = w.Output()
         # Enter (or leaving the box) searches; so does the button, unless that query's hits for this k are
         # already on screen: typing then clicking fires both, and one search is enough.
@@ -73,27 +71,20 @@ class SearchWidget:
             else:
                 self.picker.value = ""     # the picker no longer names what is shown (and can be picked again)
                 if not text or not text.strip():
-                    self.status.value = "Type a query (e.g. <i>a photo of a cat</i>) or pick an image."
+                    self.show_status("Type a query (e.g. 'a photo of a cat') or pick an image.")
                     return []
                 hits = index.search_by_text(self.collection, self.embedder, text, k=k)
                 title, query = f"nearest to '{text.strip()}'", (text, k)
             if hits:
                 self.render(hits, title)
-            self.status.value = (f"{len(hits)} of {self.collection.count()} images, "
-                                 f"best similarity {hits[0].similarity:.3f}" if hits else "the collection is empty")
+            self.show_status(f"{len(hits)} of {self.collection.count()} images, "
+                             f"best similarity {hits[0].similarity:.3f}" if hits else "the collection is empty")
         except Exception as e:   # a callback's exception only reaches the kernel log: show it here instead
-            message = e.args[0] if isinstance(e, (KeyError, ValueError)) and e.args else f"{type(e).__name__}: {e}"
-            self.status.value = f"<span style='color:#b00020'>{html.escape(str(message), quote=False)}</span>"
+            self.show_error(str(e.args[0]) if isinstance(e, (KeyError, ValueError)) and e.args else failure(e))
             self.output.outputs = ()   # a grid half drawn before the error
             return []
         self.last_hits, self._shown = hits, query
         return hits
 
     def _render(self, hits, title):
-        # Add to the Output widget's outputs (search() has emptied them) rather than capturing with
-        # `with self.output:` and clear_output(wait=True): that path intermittently hangs headless runs (nbclient, CI).
-        fig = show_hits(hits, title=title)
-        try:
-            self.output.append_display_data(fig)
-        finally:
-            plt.close(fig)
+        show_figure(self.output, show_hits(hits, title=title))   # search() has emptied the output

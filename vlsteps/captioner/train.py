@@ -11,7 +11,6 @@ import argparse
 import dataclasses
 import json
 import sys
-import textwrap
 import time
 from dataclasses import dataclass
 
@@ -110,7 +109,7 @@ def _save_samples(run: Run, model, split: data.Split, vocab, epoch: int, count: 
     hyps = decode.caption_split(model, sub, vocab, device=device)
     atomic_write(run.samples / f"epoch_{epoch:03d}.json",
                json.dumps([{"caption": h, "references": r} for h, r in zip(hyps, sub.captions)], indent=1))
-    fig = show_grid([sub.image(i, 128) for i in range(len(sub))], [textwrap.fill(h, 26) for h in hyps], ncols=4,
+    fig = show_grid([sub.image(i, 128) for i in range(len(sub))], hyps, ncols=4,
                     size=2.4, title=f"epoch {epoch}: greedy captions of validation scenes")
     path = run.samples / f"epoch_{epoch:03d}.png"
     fig.savefig(path.with_name(path.name + ".tmp.png"), dpi=80)

@@ -5,24 +5,25 @@ without a browser; the ipywidgets layer only wires the pickers and the button to
 """
 from __future__ import annotations
 
-import html
 from typing import Callable
 
-import matplotlib.pyplot as plt
 import numpy as np
 
+from ..plotting import show_grid
+from ..widgets import Widget, failure, show_figure
 from . import predict, shapes
 
 SCENE = "a new shape scene"
 
 
-class CaptionWidget:
-    """`CaptionWidget({"run": run_folder, ...}, photos={"cat": pil, ...}).widget` in a notebook cell."""
+class CaptionWidget(Widget):
+    """`box = CaptionWidget({"run": run_folder, ...}, photos={"cat": pil, ...}); box` in a notebook cell."""
 
     def __init__(self, runs: dict, photos: dict | None = None, render: Callable | None = None):
         import ipywidgets as w
         if not runs:
             raise ValueError("CaptionWidget needs at least one run folder")
+        super().__init__()
         self.checkpoints = {f"{name} ({which})": f"{folder}/{which}.safetensors"
                             for name, folder in runs.items() for which in ("best", "last")}
         self.photos = dict(photos or {})
@@ -33,7 +34,7 @@ class CaptionWidget:
         self.held_out = w.Checkbox(value=False, description="with a held-out colour+shape pair")
         self.decoding = w.Dropdown(options=["greedy", "beam 3"], value="beam 3", description="decoding:")
         self.button = w.Button(description="Caption", button_style="primary")
-        self.status, self.output = w.HTML(""), w.Output()
+        self.output = w.Output()
         self.button.on_click(lambda _: self.caption())
         self.widget = w.VBox([w.HBox([self.checkpoint, self.decoding]), w.HBox([self.image, self.button]),
                               w.HBox([self.scene_seed, self.held_out]), self.status, self.output])
@@ -54,19 +55,11 @@ class CaptionWidget:
             beam_size = 1 if self.decoding.value == "greedy" else int(self.decoding.value.split()[1])
             text = predict.caption_image(trained, image, beam_size)
         except Exception as e:   # a callback's exception only reaches the kernel log: show it here instead
-            self.status.value = f"<span style='color:#b00020'>{html.escape(f'{type(e).__name__}: {e}')}</span>"
+            self.show_error(failure(e))
             return None
-        self.status.value = (f"<b>{html.escape(text or '(empty caption)')}</b>"
-                             + (f" &nbsp; (drawn as: {html.escape(truth)})" if truth else ""))
+        self.show_status(f"(drawn as: {truth})" if truth else "", lead=text or "(empty caption)")
         self.render(image, text)
         return text
 
     def _render(self, image, text):
-        fig, ax = plt.subplots(figsize=(3, 3))
-        ax.imshow(image)
-        ax.set_title(text, fontsize=9, wrap=True)
-        ax.axis("off")
-        try:
-            self.output.append_display_data(fig)
-        finally:
-            plt.close(fig)
+        show_figure(self.output, show_grid([image], [text], ncols=1, size=3))   # caption() has emptied the output

@@ -1,0 +1,71 @@
+"""What the notebooks' widgets share, so the four (ask, chat, search, caption) look and behave alike.
+
+Each widget keeps its root ipywidgets container in `.widget` and displays it when the object itself ends a
+cell (`box`, not `box.widget`). Each has one status line, `.status`, written only through `show_status` /
+`show_error`: user and model text is HTML-escaped there (and in the chat transcript) by the one `escape`, and
+errors are in the one ERROR colour.
+A click that arrives while the model runs is dropped (`busy`), since clicks queue up in the kernel.
+"""
+from __future__ import annotations
+
+import html
+from contextlib import contextmanager
+from functools import partial
+
+ERROR = "#b00020"   # the notebooks' one error colour (Material Design's baseline error colour)
+# Status text is element content, never an attribute value: quotes stay as typed (a KeyError's 'nope' reads as such).
+escape = partial(html.escape, quote=False)
+
+
+def failure(error: BaseException) -> str:
+    """'RuntimeError: CUDA out of memory': what failed, in one line, for a status line."""
+    return f"{type(error).__name__}: {error}"
+
+
+def show_figure(output, fig) -> None:
+    """Append a matplotlib figure to an ipywidgets Output and close it (no second copy below the cell).
+
+    Appended rather than captured with `with output:` plus clear_output(wait=True): that path intermittently
+    hangs headless runs (nbclient, CI)."""
+    import matplotlib.pyplot as plt
+    try:
+        output.append_display_data(fig)
+    finally:
+        plt.close(fig)
+
+
+class Widget:
+    """Base of the notebook widgets: a subclass calls `super().__init__()`, builds its controls around
+    `self.status` and puts them in `self.widget`."""
+
+    widget = None   # the root container, set by the subclass
+
+    def __init__(self):
+        import ipywidgets
+        self.status = ipywidgets.HTML("")
+        self.message = ""       # the error on show, as plain text ("" when all is well)
+        self._busy = False
+
+    def show_status(self, text: str = "", lead: str = "") -> None:
+        """A normal status line: `lead` in bold, then `text`; both escaped. `show_status()` clears it."""
+        self.message = ""
+        parts = [f"<b>{escape(lead)}</b>" if lead else "", escape(text)]
+        self.status.value = " ".join(part for part in parts if part)
+
+    def show_error(self, text: str) -> None:
+        """One error line in the ERROR colour, escaped; also kept as plain text in `message`."""
+        self.message = text
+        self.status.value = f'<span style="color:{ERROR}">{escape(text)}</span>'
+
+    @contextmanager
+    def busy(self, button):
+        """While the model runs: the button is disabled and `self._busy` is set, so queued clicks can be dropped."""
+        self._busy = button.disabled = True
+        try:
+            yield
+        finally:
+            self._busy = button.disabled = False
+
+    def _ipython_display_(self):
+        from IPython.display import display
+        display(self.widget)
