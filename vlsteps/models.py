@@ -94,8 +94,10 @@ def model_dir(key: str, banner: bool = True) -> Path:
 def _show_standin_banner(spec: registry.ModelSpec, incomplete: str | None = None) -> None:
     advice = (f"The real download in {incomplete} Finish it with: {spec.download_command}" if incomplete
               else f"For real results: {spec.download_command}")
-    text = (f"STAND-IN: '{spec.key}' is a tiny random-weight copy of {spec.repo_id}. "
-            f"Outputs below are gibberish by design. {advice}")
+    from .generation import STANDIN_TOKENS
+    text = (f"STAND-IN: '{spec.key}' is a tiny random-weight copy of {spec.repo_id}. Shapes and by-hand checks "
+            f"hold, but its text, labels, scores and maps are noise (generated text is cut to {STANDIN_TOKENS} new "
+            f"tokens); the notes 'With the real checkpoint' say what the real model shows. {advice}")
     try:
         from IPython import get_ipython
         from IPython.display import HTML, display

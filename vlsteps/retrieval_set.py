@@ -1,4 +1,4 @@
-"""A cache of generated test images: seeded, saved with their metadata, generated once.
+"""The retrieval set: images generated for the search index, seeded, saved with their metadata, made once.
 
 The notebook passes in its own generation call (for SDXL-Turbo: the pipeline with 1-4 steps and
 guidance 0), so nothing model-specific lives here. What this module guarantees:
@@ -126,9 +126,9 @@ def generate(specs: Sequence[PlannedImage], generate_fn: GenerateFn, out_dir, ba
     todo = [b for b in plan_batches if not all(is_present(out_dir, s) for s in b)]
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from huggingface_hub.utils import tqdm   # off where HF_HUB_DISABLE_PROGRESS_BARS is set (copies made to read)
         bar = tqdm(total=len(specs), initial=len(specs) - sum(len(b) for b in todo), unit="img",
-                   desc="test images")
+                   desc="retrieval set")
     try:
         for batch in todo:
             images = generate_fn([s.prompt for s in batch], [s.seed for s in batch])

@@ -28,7 +28,7 @@ NF4_BLOCK = 64     # bitsandbytes 4-bit: one float32 absmax per block of 64 weig
 # What each notebook holds in memory at once, read from its cells (a model is freed with `del` +
 # `vlsteps.free_memory()` before the next is loaded). A notebook not listed holds one model at a time.
 HELD_TOGETHER: dict[str, list[tuple[str, ...]]] = {
-    "clip": [("clip", "sdxl-turbo")],                       # CLIP stays loaded while SDXL-Turbo draws test images
+    "clip": [("clip", "sdxl-turbo")],                       # CLIP stays loaded while SDXL-Turbo draws the retrieval set
     "blip": [("clip", "blip-itm"), ("clip", "vit-gpt2"),     # CLIP stays for re-ranking and CLIPScore
              ("clip", "blip-caption"), ("clip", "kosmos-2")],
     # The service keeps every model it has loaded; the notebook calls each of these routes.

@@ -6,7 +6,6 @@ variant weights are written (`*.fp16.safetensors`), so the notebook loads it exa
 downscale factor 8 (4 blocks) and 4 latent channels; the scheduler is the real one (Euler ancestral,
 trailing timesteps), so 1-4 step generation runs the same code path.
 """
-import torch
 from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
@@ -47,4 +46,6 @@ def build(spec, out):
                                                 steps_offset=1, timestep_spacing="trailing", num_train_timesteps=1000)
     pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=tok,
                                      tokenizer_2=tok2, unet=unet, scheduler=scheduler)
-    pipe.to(torch.float16).save_pretrained(out, variant="fp16")
+    for model in (text_encoder, text_encoder_2, unet, vae):
+        model.half()           # not pipe.to(float16): diffusers warns on a .to(dtype) cast of its models
+    pipe.save_pretrained(out, variant="fp16")

@@ -85,7 +85,7 @@ class Notebook:
 
 NOTEBOOKS = [
     Notebook("vit", "ViT: an image as a sequence of patches"),
-    Notebook("clip", "CLIP: zero-shot labels, SDXL-Turbo test images, Chroma retrieval"),
+    Notebook("clip", "CLIP: zero-shot labels, an SDXL-Turbo retrieval set, Chroma search"),
     Notebook("vilt", "ViLT: visual question answering with one light transformer"),
     Notebook("blip", "BLIP: captions, VQA, image-text matching; caption models compared"),
     Notebook("blip2", "BLIP-2: a Q-Former between a frozen image encoder and a frozen LLM"),

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import re
 
-QUIET_ENV = {
-    "HF_HUB_DISABLE_PROGRESS_BARS": "1",   # huggingface_hub, and transformers' "Loading weights" bars
-    "TQDM_DISABLE": "1",                    # every other tqdm (diffusers' steps, the notebooks' own loops)
-}
+# huggingface_hub's bars, transformers' "Loading weights" and the retrieval set's follow it (TQDM_DISABLE would
+# not: tqdm.notebook passes disable=False explicitly); clip.ipynb turns diffusers' off where it is set.
+QUIET_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1"}
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 _PROGRESS = re.compile(r"\d+%\||\d+/\d+ \[\d|it/s\]|s/it\]")
 
