@@ -31,7 +31,7 @@ import tempfile
 from pathlib import Path
 
 FAKE_COMMIT = "0" * 40
-MARKER = "vlsteps_lavis_standins.json"
+MARKER = "vlsteps_standin.json"   # the main stand-ins' marker name: vlsteps.is_standin(root) reads it
 HIDDEN = 32
 WORDS = sorted(set(
     "a an the of on in with and is are there this that what which where how many color photo picture image "

@@ -62,7 +62,7 @@ from vlsteps.tools.runner import CHECK, IGNORE, run_twice, tagged, text_outputs 
 path = Path(sys.argv[1])
 committed = nbformat.read(path, as_version=4)
 try:
-    runs = run_twice(path, "vlsteps-lavis", timeout=900)   # top to bottom twice in one kernel
+    runs, found = run_twice(path, "vlsteps-lavis", timeout=900)   # top to bottom twice in one kernel
 except CellExecutionError as error:
     sys.exit(f"lavis-smoke: FAILED: the notebook raised:\n{str(error)[-4000:]}")
 failures, checks = [], 0
@@ -81,7 +81,8 @@ if "salesforce-lavis 1.0.2" not in everything:
 if "STAND-IN" not in everything:
     failures.append("the notebook did not pick the stand-ins")
 if checks == 0:
-    failures.append("no NBVAL_CHECK_OUTPUT cells found")
+    failures.append(f"no cells tagged {CHECK} found")
+failures += found   # the output scan: warnings, progress bars, blank output a learner would see
 if failures:
     sys.exit("lavis-smoke: FAILED:\n  " + "\n  ".join(failures))
 print(f"lavis-smoke: ran twice in the vlsteps-lavis kernel with the same outputs; {checks} check cells match")

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from vlsteps import answers
 from vlsteps.boxes import Box
-from vlsteps.grounding import parse_boxes
+from vlsteps.qwen_boxes import parse_boxes
 from vlsteps.kosmos_boxes import entities_to_boxes
 from vlsteps.prompts import QA_TEMPLATE, SHORT_ANSWER_TEMPLATE, instruction_prompt, qa_prompt
 
@@ -22,7 +22,7 @@ FAST = settings(max_examples=150, deadline=1000, derandomize=True, database=None
                 suppress_health_check=[HealthCheck.too_slow])
 
 
-# --- grounding.parse_boxes ------------------------------------------------------------------------------
+# --- qwen_boxes.parse_boxes ------------------------------------------------------------------------------
 def _drawable(boxes):
     assert isinstance(boxes, list)
     for b in boxes:

@@ -88,8 +88,9 @@ def test_never_trusts_remote_code_or_pickles(nb):
 @pytest.mark.parametrize("nb", MAIN_KERNEL, ids=lambda nb: nb.name)
 def test_runs_twice_in_one_kernel_with_the_same_results(nb):
     path = models.REPO_ROOT / nb.path
-    first, second = run_twice(path, nb.kernel)
+    (first, second), found = run_twice(path, nb.kernel)
     cells = read(nb).cells
     for i in first:
         if not tagged(cells[i], IGNORE):
             assert second[i] == first[i], f"{nb.path} cell {i} printed something else on the second run"
+    assert not found, f"{nb.path}: what a learner would see (vlsteps/tools/output_scan.py):\n" + "\n".join(found)

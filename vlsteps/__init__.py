@@ -6,7 +6,7 @@ import importlib
 
 _EXPORTS = {
     "device": ["describe", "free_memory", "model_size_gb", "param_count", "pick_device", "pick_dtype"],
-    "generation": ["standin_note", "token_budget"],
+    "generation": ["token_budget"],
     "images": ["ImageLoadError", "load_image", "sample_photo", "sample_photos", "save_photos"],
     "models": ["IncompleteModelError", "ModelNotFoundError", "model_dir", "models_dir", "outputs_dir"],
     "plotting": ["draw_boxes", "overlay_heatmap", "show_grid"],

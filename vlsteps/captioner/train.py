@@ -309,8 +309,9 @@ def format_results(results: dict) -> str:
         part = results[name]
         rows = [k for k in part if isinstance(part[k], dict)]
         keys = list(part[rows[0]])
-        lines.append(f"\n{name} ({part['images']} held-out images)".ljust(32) + "".join(f"{k:>14}" for k in keys))
-        lines += [f"  {row}".ljust(32) + "".join(f"{part[row][k]:>14.3f}" for k in keys) for row in rows]
+        # Narrow enough not to wrap in a notebook's output (about 100 characters).
+        lines.append(f"\n{name} ({part['images']} held-out images)".ljust(28) + "".join(f"{k:>12}" for k in keys))
+        lines += [f"  {row}".ljust(28) + "".join(f"{part[row][k]:>12.3f}" for k in keys) for row in rows]
     lines.append(f"\ntraining: {results['steps']} steps, {results['train seconds']:.0f} s, "
                  f"{results['train samples/s']:.0f} samples/s measured on {results['device']}")
     return "\n".join(lines)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import models, registry
+from ..generation import token_budget
 from ..standins import is_standin
 from . import captioners
 from .batching import MicroBatcher
@@ -64,7 +65,9 @@ class ModelPool:
 
     def captioner(self, name: str) -> captioners.Captioner:
         key = captioners.MODELS[name].key
-        return self._get(name, lambda: captioners.load(key, self.folder(key), self.settings.max_new_tokens))
+        # A stand-in's caption is noise: a few tokens say as much (the notebooks cap theirs the same way).
+        return self._get(name, lambda: captioners.load(key, self.folder(key),
+                                                       token_budget(self.folder(key), self.settings.max_new_tokens)))
 
     def collection(self):
         """The Chroma collection of this CLIP's vectors (`vlsteps.index`; the one clip.ipynb fills)."""

@@ -67,20 +67,23 @@ def text_outputs(cell) -> str:
     return "".join(texts)
 
 
-def run_twice(path: Path, kernel_name: str = "python3", timeout: int = 1800) -> list[dict[int, str]]:
-    """Run a notebook top to bottom twice in one kernel; per run, the text of each code cell."""
+def run_twice(path: Path, kernel_name: str = "python3",
+              timeout: int = 1800) -> tuple[list[dict[int, str]], list[str]]:
+    """Run a notebook top to bottom twice in one kernel: per run, the text of each code cell; and what the output
+    scan finds in either run (a warning may come only on the second, when the caches are warm)."""
     nb = nbformat.read(path, as_version=4)
     client = _client(nb, path, kernel_name, timeout)
-    runs = []
+    runs, found = [], []
     with client.setup_kernel():
-        for _ in range(2):
+        for run in (1, 2):
             outputs = {}
             for i, cell in enumerate(nb.cells):
                 if cell.cell_type == "code":
                     client.execute_cell(cell, i)
                     outputs[i] = text_outputs(cell)
+                    found += [f"run {run}, cell {i}: {p}" for p in problems(cell.outputs)]
             runs.append(outputs)
-    return runs
+    return runs, found
 
 
 def strip_outputs(nb, keep_checks: bool = True):

@@ -1,11 +1,11 @@
-"""The grounding parser: Qwen2.5-VL's real answer format gives boxes; anything broken gives [] and never raises."""
+"""Qwen2.5-VL grounding answers as boxes: the real format gives boxes; anything broken gives [] and never raises."""
 import json
 
 import pytest
 import torch
 from PIL import Image
 
-from vlsteps.grounding import Box, input_size, parse_boxes, rescale
+from vlsteps.qwen_boxes import Box, input_size, parse_boxes, rescale
 
 # Answers in the format Qwen2.5-VL-Instruct really writes for "Outline the position of ... in JSON format".
 REAL = '```json\n[\n\t{"bbox_2d": [135, 114, 1016, 672], "label": "cat"}\n]\n```'

@@ -1,4 +1,4 @@
-"""Boxes out of a grounding answer: Qwen2.5-VL's fenced JSON list, parsed without ever raising.
+"""Qwen2.5-VL grounding: boxes out of its fenced JSON answer, parsed without ever raising (Kosmos-2: kosmos_boxes).
 
 Qwen2.5-VL answers "where is X?" prompts with text such as
 
