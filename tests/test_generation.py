@@ -9,8 +9,13 @@ def test_a_standin_writes_a_few_tokens_and_a_real_folder_its_full_budget(tmp_pat
     assert token_budget(tmp_path, 30) == 30, "a folder without the stand-in marker is a real checkpoint"
 
 
-def test_the_banner_says_once_per_model_that_its_output_is_noise_and_how_to_get_the_real_one(capsys):
+def test_the_banner_explains_stand_ins_once_then_names_each_one_and_its_download(capsys, monkeypatch):
+    monkeypatch.setattr(models, "_EXPLAINED", False)
     models._show_standin_banner(models.registry.get("vit"))
-    banner = capsys.readouterr().err
-    assert "STAND-IN" in banner and "noise" in banner and f"{STANDIN_TOKENS} new tokens" in banner
-    assert "scripts/download_models.sh vit" in banner and "With the real checkpoint" in banner
+    first = capsys.readouterr().err
+    assert "STAND-IN" in first and "noise" in first and f"{STANDIN_TOKENS} new tokens" in first
+    assert "scripts/download_models.sh vit" in first and "With the real checkpoint" in first
+    models._show_standin_banner(models.registry.get("vilt"))
+    second = capsys.readouterr().err
+    assert "'vilt'" in second and "noise" in second and "scripts/download_models.sh vilt" in second
+    assert "With the real checkpoint" not in second and len(second) < len(first)

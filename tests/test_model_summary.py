@@ -61,13 +61,14 @@ def test_blip2_real_trained_share_counts_the_q_former_queries_and_projection():
 def test_table_labels_a_stand_in_and_a_real_checkpoint_for_what_they_are(tmp_path):
     standin = tf.ViTForImageClassification.from_pretrained(build("vit", tmp_path / "standins"))
     text = str(model_summary.summary(standin, "vit"))
-    assert "real google/vit-base-patch16-224 (computed)" in text and "loaded: stand-in" in text
+    assert "vit = google/vit-base-patch16-224;" in text and "real (computed)" in text and "loaded: stand-in" in text
+    assert max(len(line) for line in text.splitlines()) <= 100, "fits a notebook's output without wrapping"
     loaded = model_summary.loaded_facts(standin, "vit")["parameters"]
     assert f"{sizes.param_count('vit'):,}" in text and f"{loaded:,}" in text
     tiny_vit().save_pretrained(tmp_path / "checkpoint")
     real = tf.ViTForImageClassification.from_pretrained(tmp_path / "checkpoint")
     text = str(model_summary.summary(real, "vit"))
-    assert "loaded: the checkpoint" in text and "stand-in" not in text
+    assert text.splitlines()[1].split()[-1] == "loaded" and "stand-in" not in text, "the loaded column's header"
 
 
 def test_a_pipeline_is_summed_over_its_components(tmp_path):

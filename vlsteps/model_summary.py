@@ -176,15 +176,17 @@ class Summary:
 
     def __str__(self) -> str:
         spec = registry.get(self.key)
-        loaded = "loaded: stand-in (tiny, random)" if self.standin else "loaded: the checkpoint"
-        rows = [("", f"real {spec.repo_id} (computed)", loaded)]
+        # The repo id goes on a line of its own: as a column header it made the table wrap in a notebook.
+        loaded = "loaded: stand-in" if self.standin else "loaded"
+        rows = [("", "real (computed)", loaded)]
         for label in dict.fromkeys([*self.real, *self.loaded]):
             fmt = _fmt_bytes if label.startswith("weights") else _fmt
             rows.append((label, *(fmt(d[label]) if label in d else "" for d in (self.real, self.loaded))))
         w = [max(len(r[i]) for r in rows) for i in range(3)]
-        lines = [f"{a:<{w[0]}}  {b:>{w[1]}}  {c:>{w[2]}}".rstrip() for a, b, c in rows]
+        lines = [f"{spec.key} = {spec.repo_id}; the real column is computed from its architecture"]
+        lines += [f"{a:<{w[0]}}  {b:>{w[1]}}  {c:>{w[2]}}".rstrip() for a, b, c in rows]
         if self.standin:
-            lines.append("Stand-in: random weights, the real classes; where a row differs, the stand-in's is smaller.")
+            lines.append("Stand-in: tiny and random, the real classes; where a row differs, the stand-in's is smaller.")
         return "\n".join(lines)
 
     __repr__ = __str__

@@ -91,13 +91,22 @@ def model_dir(key: str, banner: bool = True) -> Path:
     return path
 
 
+_EXPLAINED = False
+
+
 def _show_standin_banner(spec: registry.ModelSpec, incomplete: str | None = None) -> None:
     advice = (f"The real download in {incomplete} Finish it with: {spec.download_command}" if incomplete
               else f"For real results: {spec.download_command}")
+    global _EXPLAINED
     from .generation import STANDIN_TOKENS
-    text = (f"STAND-IN: '{spec.key}' is a tiny random-weight copy of {spec.repo_id}. Shapes and by-hand checks "
-            f"hold, but its text, labels, scores and maps are noise (generated text is cut to {STANDIN_TOKENS} new "
-            f"tokens); the notes 'With the real checkpoint' say what the real model shows. {advice}")
+    text = f"STAND-IN: '{spec.key}' is a tiny random-weight copy of {spec.repo_id}"
+    if _EXPLAINED:      # what a stand-in means is said once a session; a notebook may load six
+        text += f": its outputs are noise. {advice}"
+    else:
+        text += (f". Shapes and by-hand checks hold, but its text, labels, scores and maps are noise (generated text "
+                 f"is cut to {STANDIN_TOKENS} new tokens); the notes 'With the real checkpoint' say what the real "
+                 f"model shows. {advice}")
+        _EXPLAINED = True
     try:
         from IPython import get_ipython
         from IPython.display import HTML, display
