@@ -7,7 +7,7 @@
 # 2. executes the notebook top to bottom, twice in one kernel, with the main venv's nbclient in the
 #    "vlsteps-lavis" kernel (.venv-lavis), offline and with empty Hugging Face / torch hub caches, so the
 #    notebook must pick the stand-ins;
-# 3. checks: no cell raised, the kernel really was the LAVIS environment, every NBVAL_CHECK_OUTPUT cell printed
+# 3. checks: no cell raised, the kernel really was the LAVIS environment, every cell tagged nbval-check-output printed
 #    what is committed in the notebook (nbval's rule for the other notebooks), and a second run in the same
 #    kernel printed the same (tests/test_notebooks.py's rule).
 #

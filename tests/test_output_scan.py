@@ -16,8 +16,8 @@ def test_a_clean_cell_has_no_problems():
 
 
 def test_warnings_progress_bars_and_blank_streams_are_each_reported():
-    tqdm_widget = new_output("display_data", data={WIDGET_VIEW: {"model_id": "x"},
-                                                   "text/plain": "Loading weights:   0%|          | 0/12 [00:00<?, ?it/s]"})
+    bar = "Loading weights:   0%|          | 0/12 [00:00<?, ?it/s]"
+    tqdm_widget = new_output("display_data", data={WIDGET_VIEW: {"model_id": "x"}, "text/plain": bar})
     found = problems([
         stream("/x/diffusers/pipe.py:12: FutureWarning: `torch_dtype` is deprecated\n  warnings.warn(\n", "stderr"),
         tqdm_widget,

@@ -1,4 +1,4 @@
-"""Benchmarks (not tests): `python -m vlsteps.tools.bench index [--arch B/32|L/14]` and `python -m vlsteps.tools.bench serve`
+"""Benchmarks (not tests): `python -m vlsteps.tools.bench index [--arch B/32|L/14]` and `... bench serve`
 (batched service vs one request, one forward: see vlsteps/serve/loadtest.py).
 
 `index` measures image-embedding throughput of the CLIP notebook's indexing code (`ClipEmbedder`: batches,

@@ -235,7 +235,8 @@ def child(key: str, dtype_name: str, device: str, step_timeout: float) -> dict:
 # ---- the parent: fit checks, subprocesses, the results file ----
 
 def _run_child(key: str, dtype: str, device: str, step_timeout: float) -> dict:
-    cmd = ["nice", "-n", "10", sys.executable, "-m", "vlsteps.tools.dryrun", "--child", key, dtype, device, str(step_timeout)]
+    cmd = ["nice", "-n", "10", sys.executable, "-m", "vlsteps.tools.dryrun", "--child", key, dtype, device,
+           str(step_timeout)]
     t0 = time.perf_counter()
     timeout = 3 * step_timeout   # the build and the imports come on top of the step's own deadline
     try:

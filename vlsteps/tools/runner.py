@@ -177,7 +177,7 @@ def main() -> None:
     parser.add_argument("--refresh", action="store_true",
                         help="execute on stand-ins and rewrite notebooks/ keeping only nbval-check-output outputs")
     parser.add_argument("--sync", action="store_true",
-                        help="only rewrite each notebook's badge and install cell from vlsteps.tools.notebooks (no run)")
+                        help="only rewrite each notebook's badge and install cell (vlsteps.tools.notebooks; no run)")
     args = parser.parse_args()
     selected = [notebooks.get(n) for n in args.names] if args.names else notebooks.NOTEBOOKS
     if args.refresh or args.sync:
