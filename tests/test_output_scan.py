@@ -44,3 +44,8 @@ def test_nbval_fails_a_cell_that_runs_but_warns(tmp_path):
                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert "1 failed, 1 passed" in proc.stdout, proc.stdout[-3000:]
     assert "use the other argument" in proc.stdout
+
+
+def test_the_scan_is_on_in_the_projects_own_test_runs(request):
+    """`make test` scans the notebooks because pyproject.toml loads the plugin for every run from the checkout."""
+    assert request.config.pluginmanager.has_plugin("vlsteps.tools.nbval_scan")
