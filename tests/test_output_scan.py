@@ -49,3 +49,11 @@ def test_nbval_fails_a_cell_that_runs_but_warns(tmp_path):
 def test_the_scan_is_on_in_the_projects_own_test_runs(request):
     """`make test` scans the notebooks because pyproject.toml loads the plugin for every run from the checkout."""
     assert request.config.pluginmanager.has_plugin("vlsteps.tools.nbval_scan")
+
+
+def test_the_allowed_library_warning_passes_and_nothing_else_rides_on_it():
+    allowed = ("/v/lib/python3.10/site-packages/torch/jit/_script.py:1491: FutureWarning: `torch.jit.script` is "
+               "deprecated. Please switch to `torch.compile` or `torch.export`.\n  warnings.warn(\n")
+    assert problems([stream(allowed, "stderr")]) == []
+    other = "/v/x.py:3: FutureWarning: `torch_dtype` is deprecated\n  warnings.warn(\n"
+    assert problems([stream(other, "stderr")]) == ["stderr: /v/x.py:3: FutureWarning: `torch_dtype` is deprecated"]

@@ -19,29 +19,27 @@ CAPTION_SIZE = 9
 CAPTION_LINES = 4
 
 
-def fit_caption(text: str, width_px: float, renderer, fontsize: float = CAPTION_SIZE,
-                max_lines: int = CAPTION_LINES) -> str:
-    """`text` wrapped to fit `width_px` (measured with matplotlib's renderer) and cut to `max_lines` with "…"."""
+def fit_caption(text: str, width_px: float, title, renderer, max_lines: int = CAPTION_LINES) -> str:
+    """`text` wrapped to fit `width_px` and cut to `max_lines` with "…", measured on the `title` artist itself (a
+    probe in another figure measured a few pixels off on some matplotlib versions)."""
     text = str(text)
     if not text.strip():
         return ""
-    probe = plt.figure().text(0, 0, "", fontsize=fontsize)
-    try:
-        def width(s: str) -> float:
-            probe.set_text(s)
-            return probe.get_window_extent(renderer).width
 
-        chars = max(len(line) for line in text.splitlines())
-        while True:
-            lines = [w for line in text.splitlines() for w in (textwrap.wrap(line, chars) or [""])]
-            if len(lines) > max_lines:
-                lines = lines[:max_lines]
-                lines[-1] = lines[-1][:max(chars - 1, 1)].rstrip() + "…"
-            if chars <= 4 or all(width(line) <= width_px for line in lines):
-                return "\n".join(lines)
-            chars -= 1
-    finally:
-        plt.close(probe.figure)
+    def width(s: str) -> float:
+        title.set_text(s)
+        return title.get_window_extent(renderer).width
+
+    chars = max(len(line) for line in text.splitlines())
+    while True:
+        lines = [w for line in text.splitlines() for w in (textwrap.wrap(line, chars) or [""])]
+        if len(lines) > max_lines:
+            lines = lines[:max_lines]
+            lines[-1] = lines[-1][:max(chars - 1, 1)].rstrip() + "…"
+        fitted = "\n".join(lines)
+        if chars <= 4 or width(fitted) <= width_px:
+            return fitted
+        chars -= 1
 
 
 def show_grid(images, captions=None, ncols: int = 4, size: float = 3.0, title: str | None = None,
@@ -66,6 +64,7 @@ def show_grid(images, captions=None, ncols: int = 4, size: float = 3.0, title: s
     for ax, image in zip(shown, images):
         ax.imshow(image)
         ax.axis("off")
+        ax.set_title("", fontsize=CAPTION_SIZE)
     if colorbar:
         bar = fig.colorbar(ScalarMappable(cmap=cmap), ax=shown, fraction=0.03, ticks=[0, 1])
         bar.ax.set_yticklabels(["low", "high"])
@@ -74,13 +73,15 @@ def show_grid(images, captions=None, ncols: int = 4, size: float = 3.0, title: s
         fig.suptitle(title)
     renderer = fig.canvas.get_renderer()
     # Fit, lay out, measure again: taller captions shrink the (aspect-locked) images and so the widths to fit.
+    # Constrained layout settles over two draws (matplotlib 3.10 lags one), so each pass lays out twice.
     for _ in range(4):
+        fig.draw_without_rendering()
         fig.draw_without_rendering()
         fitted = True
         for ax, caption in zip(shown, captions):
             width = ax.get_window_extent(renderer).width
             if ax.title.get_window_extent(renderer).width > width or not ax.get_title() and caption:
-                ax.set_title(fit_caption(caption, width, renderer), fontsize=CAPTION_SIZE)
+                ax.set_title(fit_caption(caption, width, ax.title, renderer), fontsize=CAPTION_SIZE)
                 fitted = False
         if fitted:
             break

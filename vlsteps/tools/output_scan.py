@@ -15,7 +15,12 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 _PROGRESS = re.compile(r"\d+%\||\d+/\d+ \[\d|it/s\]|s/it\]")
 
 # stderr lines a learner may see, each with the reason it cannot be avoided. Keep it short.
-ALLOWED: list[tuple[re.Pattern, str]] = []
+ALLOWED: list[tuple[re.Pattern, str]] = [
+    (re.compile(r"FutureWarning: `torch\.jit\.script` is deprecated|^\s*warnings\.warn\($"),
+     "Python 3.10 only (measured in its check): diffusers 0.41, the last release for 3.10, runs a "
+     "@torch.jit.script decorator of its own when clip.ipynb loads the pipeline; today's torch deprecates it, "
+     "and nothing in the notebook can avoid it"),
+]
 
 
 def _allowed(line: str) -> bool:
