@@ -13,6 +13,8 @@ def stream(text, name="stdout"):
 
 def test_a_clean_cell_has_no_problems():
     assert problems([stream("pixel_values (1, 3, 224, 224)\n"), stream("a\n\nb\n")]) == []
+    # Two writes the reader sees as one block: the second's leading newline is a paragraph break, not a gap.
+    assert problems([stream("images (6, 768)\n"), stream("\nbare class names: accuracy 0.17\n")]) == []
 
 
 def test_warnings_progress_bars_and_blank_streams_are_each_reported():
@@ -21,15 +23,14 @@ def test_warnings_progress_bars_and_blank_streams_are_each_reported():
     found = problems([
         stream("/x/diffusers/pipe.py:12: FutureWarning: `torch_dtype` is deprecated\n  warnings.warn(\n", "stderr"),
         tqdm_widget,
-        stream("\n"),
-        stream("\nresult\n"),
         stream("Writing model shards: 100%|██████████| 3/3 [00:00<00:00, 12.1it/s]\n"),
     ])
     assert any("FutureWarning" in p for p in found)
     assert any("progress-bar widget" in p for p in found)
-    assert any("empty stdout stream" in p for p in found)
-    assert any("stray blank lines" in p for p in found)
     assert any("progress bar in text" in p for p in found)
+    assert any("empty stdout stream" in p for p in problems([stream("\n")]))
+    assert any("stray blank lines" in p for p in problems([stream("\nresult\n")]))
+    assert any("stray blank lines" in p for p in problems([stream("a\n"), stream("\n\nb\n")])), "two blank lines"
 
 
 def test_nbval_fails_a_cell_that_runs_but_warns(tmp_path):

@@ -27,10 +27,22 @@ def _allowed(line: str) -> bool:
     return any(pattern.search(line) for pattern, _why in ALLOWED)
 
 
+def _coalesced(outputs) -> list[dict]:
+    """Adjacent writes to one stream as the reader sees them: one block (nbval merges them; nbclient may not)."""
+    merged = []
+    for out in outputs:
+        if (out.get("output_type") == "stream" and merged and merged[-1].get("output_type") == "stream"
+                and merged[-1].get("name") == out.get("name")):
+            merged[-1] = {**merged[-1], "text": merged[-1].get("text", "") + out.get("text", "")}
+        else:
+            merged.append(out)
+    return merged
+
+
 def problems(outputs) -> list[str]:
     """One line for each thing in a cell's outputs that reads as broken; [] when the cell is clean."""
     found = []
-    for out in outputs:
+    for out in _coalesced(outputs):
         kind = out.get("output_type")
         if kind == "stream":
             text, name = out.get("text", ""), out.get("name", "stdout")
