@@ -29,7 +29,9 @@ def leftovers(folder: Path) -> list[Path]:
 def test_interrupted_download_resumes_in_the_next_run_and_a_third_run_fetches_nothing(tmp_path):
     folder = tmp_path / "models" / VIT.folder
     with FakeHub({VIT.repo_id: dict(FILES)}) as fake:
-        fake.slow["model.safetensors"] = 0.05  # 3 MB in 64 KiB chunks: about 2.5 s
+        # 3 MB in 64 KiB chunks: about 10 s, so Ctrl-C lands mid-transfer even on a loaded machine (at 2.5 s it
+        # once finished first, under load)
+        fake.slow["model.safetensors"] = 0.2
         proc = subprocess.Popen([str(SCRIPT), "vit"], env=script_env(tmp_path, HF_ENDPOINT=fake.url),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
