@@ -30,9 +30,9 @@ def _box(box, label: str, width: int, height: int) -> Box | None:
         x1, y1, x2, y2 = (float(v) for v in values)
     except OverflowError:   # an int or fraction too large for a float
         return None
-    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)) or x2 <= x1 or y2 <= y1:
+    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
         return None
-    inside = Box(x1, y1, x2, y2, label).clamped(1.0, 1.0)
+    inside = Box(x1, y1, x2, y2, label).clamped(1.0, 1.0)     # None too for corners out of order (no area)
     if inside is None:
         return None
     return Box(*(round(v) for v in inside.scaled(width, height).xyxy), label)
