@@ -20,6 +20,7 @@ from vlsteps import sample_photo
 from vlsteps.net import AddressPolicy
 from vlsteps.serve import photofield
 from vlsteps.serve.app import create_app
+from vlsteps.serve.batching import SCORE_TOLERANCE
 from vlsteps.serve.settings import Settings
 
 SETTINGS = dict(max_new_tokens=6, max_wait_ms=30, max_batch=16, policy=AddressPolicy(allow_private=False))
@@ -309,9 +310,27 @@ def test_status_says_stand_ins_loudly(client):
 
 
 # --- batching ----------------------------------------------------------------------------------------
-def test_64_concurrent_requests_match_sequential_answers(client, server):
-    """32 one-image embedding requests, 16 one-text requests, 16 captions, all at once: every one answered,
-    each the same as when it was sent alone, and the server ran them in batches."""
+def same_answer(alone, together, path="") -> None:
+    """The batching promise (vlsteps/serve/batching.py): the same text, and numbers within SCORE_TOLERANCE."""
+    assert type(together) is type(alone), path
+    if isinstance(alone, dict):
+        assert together.keys() == alone.keys(), path
+        for k in alone:
+            same_answer(alone[k], together[k], f"{path}.{k}")
+    elif isinstance(alone, list):
+        assert len(together) == len(alone), path
+        for i, (a, b) in enumerate(zip(alone, together)):
+            same_answer(a, b, f"{path}[{i}]")
+    elif isinstance(alone, float):
+        assert together == pytest.approx(alone, abs=SCORE_TOLERANCE), path
+    else:
+        assert together == alone, path
+
+
+def test_64_concurrent_requests_match_sequential_answers(client, server, monkeypatch):
+    """32 one-image embedding requests, 16 one-text requests, 16 captions, all queued before any batch may run
+    (the model threads are held until every request has reached its batcher, so no timing decides the batches):
+    every one answered, each the same as when it was sent alone within the batching promise, in batches."""
     crops = [jpeg(name, crop=4 * i) for i, name in enumerate(["chelsea", "coffee", "astronaut", "rocket"] * 8)]
     texts = [f"a photo of {n} things" for n in range(16)]
     caption_urls = [data_url(c) for c in crops[:16]]
@@ -327,30 +346,59 @@ def test_64_concurrent_requests_match_sequential_answers(client, server):
     plan = list(requests())
     assert len(plan) == 64
     sequential = [client.request(m, p, **kw) for m, p, kw in plan]
-    before = server[0].state.pool.status()["batching"]
+    assert [r.status_code for r in sequential] == [200] * 64
+    pool = server[0].state.pool
+    before = pool.status()["batching"]
+
+    arrived = []                              # one entry per item that reached a batcher
+    for batcher in pool._batchers.values():   # all three exist: the sequential run made them
+        async def counted(item, submit=batcher.submit):
+            arrived.append(item)
+            return await submit(item)
+        monkeypatch.setattr(batcher, "submit", counted)
+    gate = threading.Event()
+    held = [thread.submit(gate.wait, 120) for thread in pool._threads.values()]
 
     async def all_at_once():
         async with httpx.AsyncClient(base_url=server[1], timeout=300,
                                      limits=httpx.Limits(max_connections=64)) as ac:
             return await asyncio.gather(*(ac.request(m, p, **kw) for m, p, kw in plan))
 
-    concurrent = asyncio.run(all_at_once())
-    assert [r.status_code for r in concurrent] == [200] * 64
-    for (_, path, _), alone, together in zip(plan, sequential, concurrent):
+    answers: list = []
+    sender = threading.Thread(target=lambda: answers.extend(asyncio.run(all_at_once())))
+    sender.start()
+    deadline = time.monotonic() + 120
+    while len(arrived) < 64 and time.monotonic() < deadline and sender.is_alive():
+        time.sleep(0.05)
+    queued = len(arrived)
+    gate.set()
+    sender.join(300)
+    assert queued == 64, f"only {queued} of 64 requests reached a batcher while the models were held"
+    assert all(h.done() for h in held) and not sender.is_alive()
+    assert [r.status_code for r in answers] == [200] * 64
+    for (_, path, _), alone, together in zip(plan, sequential, answers):
         if path.startswith("/api"):
-            assert together.json()["result"] == alone.json()["result"]
+            same_answer(alone.json()["result"], together.json()["result"], path)
         else:
             key = "images" if path == "/image-embeddings" else "texts"
             a, b = alone.json()[key][0], together.json()[key][0]
             va, _ = photofield.decode(a["embedding_f16_b64"], a["embedding_inv_norm_f16_uint16"])
             vb, _ = photofield.decode(b["embedding_f16_b64"], b["embedding_inv_norm_f16_uint16"])
-            np.testing.assert_allclose(vb, va, atol=2e-3)    # float16 rounding of float32 results
-    after = server[0].state.pool.status()["batching"]
-    grown = {task: (after[task]["items"] - before.get(task, {}).get("items", 0),
-                    after[task]["batches"] - before.get(task, {}).get("batches", 0)) for task in after}
-    items, batches = grown["clip-images"]
-    assert items == 32 and batches < 32, f"image requests were not batched: {grown}"
-    assert grown["caption-vit-gpt2"][1] < 16, f"captions were not batched: {grown}"
+            np.testing.assert_allclose(vb, va, atol=SCORE_TOLERANCE)
+    after = pool.status()["batching"]
+    grown = {task: (after[task]["items"] - before[task]["items"], after[task]["batches"] - before[task]["batches"])
+             for task in after}
+    # Held, each batcher had taken at most one batch before the rest queued: then batches of max_batch (16).
+    assert grown == {"clip-images": (32, grown["clip-images"][1]), "clip-texts": (16, grown["clip-texts"][1]),
+                     "caption-vit-gpt2": (16, grown["caption-vit-gpt2"][1])}, grown
+    assert grown["clip-images"][1] <= 3 and grown["clip-texts"][1] <= 2 and grown["caption-vit-gpt2"][1] <= 2, grown
+
+
+def test_same_answer_holds_the_promise_and_no_more():
+    same_answer({"caption": "a cat", "confidence": 0.8539}, {"caption": "a cat", "confidence": 0.854})
+    for other in ({"caption": "a cap", "confidence": 0.8539}, {"caption": "a cat", "confidence": 0.8539 - 2 * SCORE_TOLERANCE}):
+        with pytest.raises(AssertionError):
+            same_answer({"caption": "a cat", "confidence": 0.8539}, other)
 
 
 def test_server_keeps_serving_after_garbage(client):

@@ -5,6 +5,11 @@ a forward pass of 1 leaves most of a GPU, or the vector units of a CPU, idle. Ea
 one worker per model takes the first item, then whatever else arrives within `max_wait_s` of it (at most
 `max_batch` items), runs them as one call in the model's own thread, and hands each request its own result. While
 a batch runs, the next one queues up, so under load batches fill without waiting at all.
+
+What a request gets does not depend on what shared its batch, up to floating-point order: a batch of another size
+sums in another order (BLAS blocking), so numbers (embedding components, confidences) may differ by up to
+`SCORE_TOLERANCE`, and text (captions, label names and their order) is the same except where two candidates score
+within that tolerance of each other. Making every item bit-identical would mean running it alone, i.e. no batching.
 """
 from __future__ import annotations
 
@@ -13,6 +18,9 @@ import time
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Sequence
+
+
+SCORE_TOLERANCE = 1e-3   # the most a number in an answer may move with its batch (README, "Serving")
 
 
 class Busy(RuntimeError):
