@@ -387,10 +387,10 @@ def test_64_concurrent_requests_match_sequential_answers(client, server, monkeyp
             np.testing.assert_allclose(vb, va, atol=SCORE_TOLERANCE)
     after = pool.status()["batching"]
     grown = {task: (after[task]["items"] - before[task]["items"], after[task]["batches"] - before[task]["batches"])
-             for task in after}
+             for task in after if after[task]["items"] > before[task]["items"]}
     # Held, each batcher had taken at most one batch before the rest queued: then batches of max_batch (16).
-    assert grown == {"clip-images": (32, grown["clip-images"][1]), "clip-texts": (16, grown["clip-texts"][1]),
-                     "caption-vit-gpt2": (16, grown["caption-vit-gpt2"][1])}, grown
+    items = {task: n for task, (n, _) in grown.items()}
+    assert items == {"clip-images": 32, "clip-texts": 16, "caption-vit-gpt2": 16}, grown
     assert grown["clip-images"][1] <= 3 and grown["clip-texts"][1] <= 2 and grown["caption-vit-gpt2"][1] <= 2, grown
 
 
