@@ -8,9 +8,10 @@
 
 Gated repos answer file requests with 401 (no token) or 403 (token) and `X-Error-Code: GatedRepo`, as the
 Hub does; unknown repos answer 404 with `X-Error-Code: RepoNotFound`. Every request is logged, so tests
-can count what was actually transferred. A file can be served slowly (`slow`), cut short (`cut_next_get`) or
-stalled after some bytes (`stall_next_get`), dropped every time (`cut_every_get`), or damaged (`corrupt`); a misbehaving server can answer with no bytes
-(`empty`), hold less of a file than the listing says (`short`), or ignore `Range` (`ignore_range`).
+can count what was actually transferred. A file can be served slowly (`slow`), cut short once (`cut_next_get`)
+or every time (`cut_every_get`), stalled after some bytes (`stall_next_get`), or damaged (`corrupt`); a
+misbehaving server can answer with no bytes (`empty`), hold less of a file than the listing says (`short`), or
+ignore `Range` (`ignore_range`).
 `silent_server()` accepts connections and never answers.
 """
 from __future__ import annotations
