@@ -4,13 +4,15 @@
                                               `files_metadata=True`: `blobId`, and `lfs.sha256` for weights)
 - GET  /api/models/<repo>/tree/<rev>          recursive file listing
 - HEAD /<repo>/resolve/<rev>/<file>           ETag, X-Repo-Commit and Content-Length
-- GET  /<repo>/resolve/<rev>/<file>           the bytes, honouring `Range: bytes=N-`
+- GET  /<repo>/resolve/<rev>/<file>           the bytes, honouring `Range: bytes=N-` (416 past the end)
 
 Gated repos answer file requests with 401 (no token) or 403 (token) and `X-Error-Code: GatedRepo`, as the
 Hub does; unknown repos answer 404 with `X-Error-Code: RepoNotFound`. Every request is logged, so tests
-can count what was actually transferred. A file can be served slowly (`slow`), cut short (`cut_next_get`) or
-stalled after some bytes (`stall_next_get`),
-or damaged (`corrupt`). `silent_server()` accepts connections and never answers.
+can count what was actually transferred. A file can be served slowly (`slow`), cut short once (`cut_next_get`)
+or every time (`cut_every_get`), stalled after some bytes (`stall_next_get`), or damaged (`corrupt`); a
+misbehaving server can answer with no bytes (`empty`), hold less of a file than the listing says (`short`), or
+ignore `Range` (`ignore_range`).
+`silent_server()` accepts connections and never answers.
 """
 from __future__ import annotations
 
@@ -34,9 +36,13 @@ class FakeHub:
         self.gated = set(gated)
         self.log: list[tuple[str, str, str | None]] = []  # (method, path, Range header)
         self.cut_next_get: dict[str, int] = {}  # filename -> bytes to send before dropping the connection
+        self.cut_every_get: dict[str, int] = {}  # the same, for every GET
         self.stall_next_get: dict[str, int] = {}  # filename -> bytes to send before going silent
         self.slow: dict[str, float] = {}  # filename -> seconds to wait before each 64 KiB chunk
         self.corrupt: set[str] = set()  # filenames served with their first byte flipped (same size, wrong hash)
+        self.empty: set[str] = set()  # filenames whose every GET is answered 200/206 with Content-Length 0
+        self.short: dict[str, int] = {}  # filename -> the bytes of it the server holds (the listing says more)
+        self.ignore_range: set[str] = set()  # filenames always answered 200 from byte 0, whatever Range asks
         self._closing = threading.Event()
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -106,14 +112,24 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 data = hub.repos[repo][filename]
                 if filename in hub.corrupt:
                     data = bytes([data[0] ^ 0xFF]) + data[1:]
+                data = data[:hub.short.get(filename, len(data))]
                 return self._file(data, filename, body)
             self._error(404, "EntryNotFound")
 
         def _file(self, data: bytes, filename: str, body: bool) -> None:
-            start = int(self.headers["Range"].split("=")[1].split("-")[0]) if self.headers.get("Range") else 0
+            asked = self.headers.get("Range") and filename not in hub.ignore_range
+            start = int(self.headers["Range"].split("=")[1].split("-")[0]) if asked else 0
+            if start and start >= len(data):  # as S3 and the Hub's CDN answer a Range past the end
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.send_header("Content-Length", "0")
+                return self.end_headers()
             self.send_response(206 if start else 200)
             self.send_header("ETag", f'"{_sha(data)}"')
             self.send_header("X-Repo-Commit", COMMIT)
+            if filename in hub.empty:
+                self.send_header("Content-Length", "0")
+                return self.end_headers()
             self.send_header("Content-Length", str(len(data) - start))
             if start:
                 self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
@@ -121,7 +137,7 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             if not body:
                 return
             with hub._lock:
-                cut = hub.cut_next_get.pop(filename, None)
+                cut = hub.cut_next_get.pop(filename, hub.cut_every_get.get(filename))
                 stall = hub.stall_next_get.pop(filename, None)
             end = len(data) if cut is None and stall is None else start + min(x for x in (cut, stall) if x is not None)
             try:

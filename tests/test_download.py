@@ -1,18 +1,21 @@
 """scripts/download_models.sh and vlsteps.download against a fake Hub on 127.0.0.1 (no network needed)."""
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from huggingface_hub import constants
 
 from fake_hub import FakeHub, silent_server
-from vlsteps import checkpoint, registry, sizes
+from vlsteps import checkpoint, registry, sizes, transfer
 from vlsteps import download as dl
 from vlsteps.registry import ModelSpec
 
@@ -61,6 +64,37 @@ def script_env(tmp_path: Path, **env: str) -> dict[str, str]:
 def run_script(tmp_path: Path, *args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, env=script_env(tmp_path, **env),
                           timeout=timeout)
+
+
+def ends(call, hub: FakeHub, most_requests: int = 50, guard_s: float = 120):
+    """Run `call` in a thread and return or raise what it does; fail as soon as it has asked the hub for more than
+    `most_requests` files (a downloader that spins would otherwise hang the test run), or after `guard_s`."""
+    outcome = {}
+
+    def target():
+        try:
+            outcome["value"] = call()
+        except BaseException as err:  # handed to the test's thread
+            outcome["error"] = err
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    give_up = time.monotonic() + guard_s
+    while thread.is_alive():
+        assert len(hub.content_gets()) <= most_requests, f"still running after {len(hub.content_gets())} requests"
+        assert time.monotonic() < give_up, f"still running after {guard_s:g} s"
+        thread.join(0.05)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
+@pytest.fixture
+def sleeps(monkeypatch) -> list[float]:
+    """The transfer's waits between retries, recorded instead of slept."""
+    waits: list[float] = []
+    monkeypatch.setattr(transfer, "time", SimpleNamespace(monotonic=time.monotonic, sleep=waits.append))
+    return waits
 
 
 def closed_port_url() -> str:
@@ -192,6 +226,108 @@ def test_transfer_that_stalls_stops_with_one_line_and_keeps_the_partial(hub, tmp
     assert not (tmp_path / "tiny" / "model.safetensors").exists()
     assert [p.stat().st_size for p in (tmp_path / "tiny").rglob("*")
             if p.is_file() and p.relative_to(tmp_path / "tiny").as_posix() not in WANTED] == [100_000]
+
+
+def test_server_that_sends_no_bytes_is_retried_with_backoff_then_named(hub, tmp_path, sleeps):
+    hub.empty.add("model.safetensors")  # 200, Content-Length 0: an old build spun with no pause, ~20,000 GETs
+    with pytest.raises(dl.DownloadError) as err:
+        ends(lambda: dl.download([spec("fake/tiny")], tmp_path, endpoint=hub.url), hub)
+    message = str(err.value)
+    assert len(hub.content_gets("model.safetensors")) == transfer.RETRIES
+    assert sleeps == [1, 2, 4, 4]  # doubling, capped
+    assert f"sends 0 of the {len(WEIGHTS)} bytes" in message and "model.safetensors" in message
+    assert "will not help" in message and "HF_ENDPOINT" in message and "re-run the same" not in message
+    assert "\n" not in message and not (tmp_path / "tiny" / "model.safetensors").exists()
+
+
+def test_server_whose_file_is_shorter_than_the_listing_fails_with_one_clear_error(hub, tmp_path, sleeps):
+    hub.short["model.safetensors"] = 100_000  # then answers 416 to `Range: bytes=100000-`
+    with pytest.raises(dl.DownloadError) as err:
+        ends(lambda: dl.download([spec("fake/tiny")], tmp_path, endpoint=hub.url), hub)
+    message = str(err.value)
+    ranges = [rng for _, _, rng in hub.content_gets("model.safetensors")]
+    assert ranges == [None] + ["bytes=100000-"] * transfer.RETRIES
+    assert f"sends 100000 of the {len(WEIGHTS)} bytes" in message and "model.safetensors" in message
+    assert "will not help" in message and "re-run the same" not in message
+    assert not (tmp_path / "tiny" / "model.safetensors").exists()
+    assert not (tmp_path / "tiny" / checkpoint.MANIFEST).exists()
+
+
+def test_server_that_ignores_range_restarts_the_file_once(hub, tmp_path, sleeps):
+    hub.ignore_range.add("model.safetensors")
+    hub.cut_next_get["model.safetensors"] = 100_000
+    ends(lambda: dl.download([spec("fake/tiny")], tmp_path, endpoint=hub.url), hub)
+    assert (tmp_path / "tiny" / "model.safetensors").read_bytes() == WEIGHTS
+    assert [rng for _, _, rng in hub.content_gets("model.safetensors")] == [None, "bytes=100000-"]
+
+
+@pytest.mark.parametrize("ending, hint", [("short", "re-running will not help"),
+                                           ("dropped", "keeps dropping (RemoteProtocolError): re-running starts")])
+def test_server_that_ignores_range_twice_fails_with_one_clear_error(hub, tmp_path, sleeps, ending, hint):
+    hub.ignore_range.add("model.safetensors")
+    if ending == "short":  # an old build looped ~800 times, then said "re-run to resume"
+        hub.short["model.safetensors"] = 100_000
+    else:
+        hub.cut_every_get["model.safetensors"] = 100_000
+    with pytest.raises(dl.DownloadError) as err:
+        ends(lambda: dl.download([spec("fake/tiny")], tmp_path, endpoint=hub.url), hub)
+    message = str(err.value)
+    ranges = [rng for _, _, rng in hub.content_gets("model.safetensors")]
+    assert ranges == [None, "bytes=100000-", "bytes=100000-"]  # the second 200 to a Range ends it
+    assert "ignores Range" in message and f"100000 of the {len(WEIGHTS)} bytes" in message and hint in message
+    assert "re-run the same" not in message
+
+
+def test_connection_that_keeps_dropping_is_retried_with_backoff_and_resumable(hub, tmp_path, sleeps):
+    hub.cut_every_get["model.safetensors"] = 0  # headers, then the connection closes
+    with pytest.raises(dl.DownloadError) as err:
+        ends(lambda: dl.download([spec("fake/tiny")], tmp_path, endpoint=hub.url), hub)
+    assert len(hub.content_gets("model.safetensors")) == transfer.RETRIES and sleeps == [1, 2, 4, 4]
+    assert "keeps dropping" in str(err.value) and "re-run the same command to resume" in str(err.value)
+
+
+def test_retries_stop_at_the_deadline(hub, tmp_path, sleeps, monkeypatch):
+    hub.empty.add("model.safetensors")
+    monkeypatch.setattr(transfer, "BACKOFF_S", 1000.0)
+    monkeypatch.setattr(transfer, "BACKOFF_MAX_S", 1000.0)
+    with pytest.raises(dl.DownloadError) as err:  # the first wait would end past it
+        ends(lambda: dl.download([spec("fake/tiny")], tmp_path, endpoint=hub.url, deadline_s=600), hub)
+    assert "--deadline" in str(err.value) and f"0 of {len(WEIGHTS)} bytes" in str(err.value)
+    assert len(hub.content_gets("model.safetensors")) == 1 and sleeps == []
+
+
+def fail_writes_past(monkeypatch, limit: int, code: int) -> None:
+    """Writes of the partial file fail with `code` once it would hold more than `limit` bytes, as a write does:
+    an OSError that names no file."""
+    write = transfer._Partial.write
+
+    def failing(partial, chunk):
+        if partial.size + len(chunk) > limit:
+            raise OSError(code, os.strerror(code))
+        write(partial, chunk)
+
+    monkeypatch.setattr(transfer._Partial, "write", failing)
+
+
+def test_full_disk_says_which_folder_how_much_is_needed_and_what_to_do(hub, tmp_path, monkeypatch):
+    fail_writes_past(monkeypatch, 100_000, errno.ENOSPC)
+    monkeypatch.setattr(dl, "free_bytes", lambda path: dl.MARGIN_BYTES + len(WEIGHTS) + 5000)
+    with pytest.raises(dl.DownloadError) as err:
+        dl.download([spec("fake/tiny")], tmp_path, endpoint=hub.url)
+    message = str(err.value)
+    [partial] = (tmp_path / "tiny" / transfer.PARTIAL_DIR).iterdir()
+    needed = len(WEIGHTS) - partial.stat().st_size
+    assert 0 < partial.stat().st_size <= 100_000 and WEIGHTS.startswith(partial.read_bytes())  # kept for a re-run
+    assert f"the disk holding {tmp_path / 'tiny'} is full" in message
+    assert f"{dl.human(needed)} still to fetch, {dl.human(dl.MARGIN_BYTES + len(WEIGHTS) + 5000)} free" in message
+    assert "--dest DIR" in message and "VLSTEPS_MODELS_DIR" in message and "None" not in message
+
+
+def test_other_write_errors_say_what_failed_without_a_missing_file_name(hub, tmp_path, monkeypatch):
+    fail_writes_past(monkeypatch, 100_000, errno.EIO)
+    with pytest.raises(dl.DownloadError) as err:
+        dl.download([spec("fake/tiny")], tmp_path, endpoint=hub.url)
+    assert str(err.value) == f"cannot write tiny: {os.strerror(errno.EIO)}"
 
 
 def test_download_writes_a_manifest_last_that_makes_the_folder_complete(hub, tmp_path):

@@ -18,6 +18,7 @@ caps all the transfers of one run. Either way what arrived is kept for the next 
 from __future__ import annotations
 
 import argparse
+import errno
 import shutil
 import signal
 import sys
@@ -154,8 +155,8 @@ def download(specs: list[ModelSpec], dest: Path, endpoint: str | None = None, *,
                             f"headroom, but only {human(free)} free (free some space or pass --dest DIR)")
 
     stop_at = time.monotonic() + deadline_s
-    for p in plans:
-        with _hub_errors(p.spec, endpoint, timeout):
+    for i, p in enumerate(plans):
+        with _hub_errors(p.spec, endpoint, timeout), _disk_full(dest, p.spec.folder, plans[i:]):
             _fetch(p, dest / p.spec.folder, endpoint, timeout, stop_at)
     print(f"Done: {', '.join(p.spec.key for p in plans)} in {dest}")
 
@@ -174,9 +175,7 @@ def _plan(spec: ModelSpec, dest: Path, api: HfApi, timeout: float) -> Plan:
                             f"weights are never fetched): pin a safetensors revision in vlsteps/registry.py")
     if info.gated and get_token() is None:
         raise DownloadError(_gated_message(spec))
-    folder = dest / spec.folder
-    missing = sum(f.size - transfer.partial_size(folder, f) for f in files if not _finished(folder, f))
-    return Plan(spec, info.sha, files, missing)
+    return Plan(spec, info.sha, files, _missing(dest / spec.folder, files))
 
 
 def _remote(sibling) -> RemoteFile:
@@ -184,6 +183,11 @@ def _remote(sibling) -> RemoteFile:
     lfs = sibling.lfs
     return RemoteFile(sibling.rfilename, sibling.size or 0, sha256=lfs.sha256 if lfs else None,
                       git_oid=None if lfs else sibling.blob_id)
+
+
+def _missing(folder: Path, files) -> int:
+    """Bytes of `files` not on disk yet (bytes of partial files count as there)."""
+    return sum(f.size - transfer.partial_size(folder, f) for f in files if not _finished(folder, f))
 
 
 def _finished(folder: Path, remote: RemoteFile) -> bool:
@@ -239,6 +243,21 @@ def _total_deadline(seconds: float):
         signal.signal(signal.SIGALRM, previous)
 
 
+@contextmanager
+def _disk_full(dest: Path, folder: str, plans: list[Plan]):
+    """Turn a full disk into what to do about it: the write error alone reads "No space left on device (None)"."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        needed = sum(_missing(dest / p.spec.folder, p.files) for p in plans)
+        raise DownloadError(f"the disk holding {dest / folder} is full: {human(needed)} still to fetch, "
+                            f"{human(free_bytes(dest))} free; free some space and re-run the same command (what "
+                            f"arrived is kept), or pass --dest DIR (or set VLSTEPS_MODELS_DIR) for a disk with room"
+                            ) from None
+
+
 def _gated_message(spec: ModelSpec) -> str:
     return (f"{spec.repo_id} is gated: accept its terms on https://huggingface.co/{spec.repo_id}, then run "
             f"`hf auth login` or set HF_TOKEN")
@@ -269,7 +288,8 @@ def _hub_errors(spec: ModelSpec, endpoint: str, timeout: float):
     except OSError as err:
         if err.errno is None:  # huggingface_hub's own "could not reach the Hub" errors
             raise DownloadError(_network_message(spec, endpoint, err)) from None
-        raise DownloadError(f"cannot write {spec.key}: {err.strerror} ({err.filename})") from None
+        where = f" ({err.filename})" if err.filename else ""  # a failed write names no file
+        raise DownloadError(f"cannot write {spec.key}: {err.strerror}{where}") from None
     except Exception as err:  # the HTTP client's connection and timeout errors, whichever client it is
         if transfer.is_timeout(err):
             raise DownloadError(_timeout_message(spec, endpoint, timeout)) from None

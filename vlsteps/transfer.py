@@ -5,6 +5,10 @@ interrupted multi-GB download starts again from byte 0; and snapshot_download's 
 current file before a Ctrl-C takes effect. Here the bytes go to <folder>/.partial/<name>, in the calling thread,
 through the Hub's own HTTP session and headers (token, user agent); the next run continues that file with a
 Range request, and it moves into place only once its size and hash match what the Hub lists.
+
+A response that ends before the file does (a dropped connection, an empty or short body) is retried after a pause
+that doubles while no new byte arrives; RETRIES such responses in a row, the deadline, or a second answer that
+ignores the Range stop the transfer with a message that says whose fault it is and whether a re-run can help.
 """
 from __future__ import annotations
 
@@ -13,11 +17,14 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status, tqdm
 
 PARTIAL_DIR = ".partial"
-DROPS = 5  # dropped connections in a row, with no byte between them, before giving up
+RETRIES = 5  # responses in a row that end before the file and bring no new byte, before giving up
+BACKOFF_S = 0.5  # the pause before asking again; it doubles with each of those responses...
+BACKOFF_MAX_S = 4.0  # ...up to this
 RESUME = "re-run the same command to resume"
 
 
@@ -79,8 +86,9 @@ def holds(path: Path, remote: RemoteFile) -> bool:
 def fetch(url: str, folder: Path, remote: RemoteFile, *, stall_s: float, stop_at: float) -> None:
     """Fetch `remote` from `url` into folder/<name>, continuing an earlier partial file.
 
-    Stops with TransferError when no byte arrives for `stall_s` seconds or `time.monotonic()` passes `stop_at`
-    (the partial file stays for the next run), and when the bytes do not match the Hub's hash (it is removed).
+    Stops with TransferError when no byte arrives for `stall_s` seconds, `time.monotonic()` passes `stop_at`, or
+    the retries run out (the partial file stays for the next run), and when the bytes do not match the Hub's hash
+    (it is removed).
     """
     part = partial_path(folder, remote.name)
     part.parent.mkdir(parents=True, exist_ok=True)
@@ -88,22 +96,7 @@ def fetch(url: str, folder: Path, remote: RemoteFile, *, stall_s: float, stop_at
         part.unlink()
     with _Partial(part, remote) as partial, tqdm(total=remote.size, initial=partial.size, unit="B",
                                                   unit_scale=True, desc=remote.name, disable=None) as bar:
-        drops = 0
-        while partial.size < remote.size:
-            before = partial.size
-            try:
-                _receive(url, partial, bar, stall_s, stop_at)
-            except Exception as err:
-                if is_timeout(err):
-                    raise TransferError(f"{remote.name}: no data for {stall_s:g} s; {RESUME} (--timeout or "
-                                        f"VLSTEPS_TIMEOUT waits longer)") from None
-                if not _is(err, "TransportError"):
-                    raise
-                drops = 0 if partial.size > before else drops + 1
-                if drops >= DROPS:
-                    raise TransferError(f"{remote.name}: the connection keeps dropping ({type(err).__name__}); "
-                                        f"{RESUME}") from None
-                time.sleep(0.5)
+        _fill(url, partial, bar, stall_s, stop_at)
         intact = remote.matches(partial.hash)
     if not intact:
         part.unlink()
@@ -115,23 +108,83 @@ def fetch(url: str, folder: Path, remote: RemoteFile, *, stall_s: float, stop_at
     os.replace(part, target)
 
 
+def _fill(url: str, partial: _Partial, bar, stall_s: float, stop_at: float) -> None:
+    """GET the rest of the file until the partial file holds all the Hub lists, retrying responses that end early.
+
+    A response that brought a new byte resets the count of failures; a server that ignores Range gets the file
+    started over from byte 0 once.
+    """
+    remote, host = partial.remote, urlsplit(url).netloc
+    reached, failures, dropped = partial.size, 0, None
+    while partial.size < remote.size:
+        try:
+            _receive(url, partial, bar, stall_s, stop_at)
+            dropped = None
+        except _RangeIgnored:
+            raise TransferError(f"{remote.name}: {host} ignores Range requests (HTTP 200 from byte 0, not 206 "
+                                f"from byte {partial.size}): the file started over once and stopped again at "
+                                f"{partial.size} of the {remote.size} bytes; {_hint(dropped, restart=True)}") from None
+        except Exception as err:
+            if is_timeout(err):
+                raise TransferError(f"{remote.name}: no data for {stall_s:g} s; {RESUME} (--timeout or "
+                                    f"VLSTEPS_TIMEOUT waits longer)") from None
+            if not _is(err, "TransportError"):
+                raise
+            dropped = type(err).__name__
+        if partial.size >= remote.size:
+            break
+        failures = 0 if partial.size > reached else failures + 1
+        reached = max(reached, partial.size)
+        if failures >= RETRIES:
+            raise TransferError(f"{remote.name}: {host} sends {reached} of the {remote.size} bytes the Hub lists "
+                                f"({RETRIES} tries in a row brought no more); {_hint(dropped, restart=False)}")
+        pause = min(BACKOFF_S * 2 ** failures, BACKOFF_MAX_S)
+        if time.monotonic() + pause > stop_at:
+            raise _past_deadline(partial)
+        time.sleep(pause)
+
+
+def _hint(dropped: str | None, *, restart: bool) -> str:
+    """What to do when a file stops short: a dropped connection is worth another run, a short answer is not."""
+    if dropped:
+        return f"the connection keeps dropping ({dropped}): {'re-running starts it over' if restart else RESUME}"
+    return ("the server ends the file there, so re-running will not help (the listing and the file served "
+            "disagree): set HF_ENDPOINT to another mirror, or report it to the repo's owners")
+
+
+class _RangeIgnored(Exception):
+    """The server answered a Range request with the whole file, and the file was started over once already."""
+
+
 def _receive(url: str, partial: _Partial, bar, stall_s: float, stop_at: float) -> None:
-    """One GET from where the partial file ends; bytes are written as they arrive."""
+    """One GET from where the partial file ends; bytes are written as they arrive.
+
+    A server that ignores the Range and sends the file from byte 0 starts the partial file over, once (then
+    _RangeIgnored). A 416 (the server's file ends before the Range starts) brings nothing, like an empty body.
+    """
     headers = build_hf_headers()
     if partial.size:
         headers["Range"] = f"bytes={partial.size}-"
     with get_session().stream("GET", url, headers=headers, timeout=stall_s) as response:
+        if response.status_code == 416:
+            return
         if response.status_code >= 400:
             hf_raise_for_status(response)
-        if partial.size and response.status_code != 206:  # the server ignored the Range: start over
+        if partial.size and response.status_code != 206:
+            if partial.restarted:
+                raise _RangeIgnored
             partial.restart()
             bar.reset(total=partial.remote.size)
         for chunk in response.iter_bytes():
             partial.write(chunk)
             bar.update(len(chunk))
             if time.monotonic() > stop_at:
-                raise TransferError(f"{partial.remote.name}: stopped at the total deadline (--deadline) with "
-                                    f"{partial.size} of {partial.remote.size} bytes; {RESUME}")
+                raise _past_deadline(partial)
+
+
+def _past_deadline(partial: _Partial) -> TransferError:
+    return TransferError(f"{partial.remote.name}: stopped at the total deadline (--deadline) with {partial.size} "
+                         f"of {partial.remote.size} bytes; {RESUME}")
 
 
 class _Partial:
@@ -139,6 +192,7 @@ class _Partial:
 
     def __init__(self, path: Path, remote: RemoteFile):
         self.path, self.remote = path, remote
+        self.restarted = False  # from byte 0, during this run
         self.hash = remote.new_hash()
         if self.hash is not None and path.is_file():
             _hash_file(path, self.hash)
@@ -158,6 +212,7 @@ class _Partial:
             self.hash.update(chunk)
 
     def restart(self) -> None:
+        self.restarted = True
         self.file.seek(0)
         self.file.truncate()
         self.hash = self.remote.new_hash()
