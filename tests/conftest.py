@@ -1,3 +1,5 @@
+import base64
+import io
 import os
 import socket
 import subprocess
@@ -71,3 +73,55 @@ def chroma_server_url(tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+# --- the vision service (vlsteps.serve), shared by test_serve.py and test_serve_contract.py -----------------------
+SERVE_SETTINGS = dict(max_new_tokens=6, max_wait_ms=30, max_batch=16)
+
+
+def jpeg(name="chelsea", size=(96, 72), crop=0) -> bytes:
+    """A sample photo as JPEG bytes, cropped by `crop` pixels on each side and resized."""
+    from vlsteps import sample_photo
+    image = sample_photo(name)
+    image = image.crop((crop, crop, image.width - crop, image.height - crop)).resize(size)
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def data_url(data: bytes) -> str:
+    return "data:image/jpeg;base64," + base64.b64encode(data).decode()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The service under uvicorn on 127.0.0.1, in this process (its models are the embedder the tests compare with),
+    with a Chroma index of its own, refusing private addresses: (app, base URL)."""
+    import threading
+
+    import uvicorn
+
+    from vlsteps.net import AddressPolicy
+    from vlsteps.serve.app import create_app
+    from vlsteps.serve.settings import Settings
+    app = create_app(Settings(**SERVE_SETTINGS, policy=AddressPolicy(allow_private=False),
+                              chroma_path=str(tmp_path_factory.mktemp("serve-chroma"))))
+    port = free_port()
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not srv.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    yield app, f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    """An httpx client of `server`."""
+    import httpx
+    with httpx.Client(base_url=server[1], timeout=120) as c:
+        yield c

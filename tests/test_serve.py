@@ -7,60 +7,21 @@ import io
 import re
 import socket
 import threading
-import time
 
 import httpx
 import numpy as np
 import pytest
-import uvicorn
-from conftest import free_port
+from conftest import SERVE_SETTINGS as SETTINGS
+from conftest import data_url, jpeg
 from fastapi.testclient import TestClient
 
 from vlsteps import sample_photo
-from vlsteps.net import AddressPolicy
 from vlsteps.serve import photofield
 from vlsteps.serve.app import create_app
 from vlsteps.serve.batching import SCORE_TOLERANCE
 from vlsteps.serve.settings import Settings
 
-SETTINGS = dict(max_new_tokens=6, max_wait_ms=30, max_batch=16, policy=AddressPolicy(allow_private=False))
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
-
-
-def jpeg(name="chelsea", size=(96, 72), crop=0) -> bytes:
-    image = sample_photo(name)
-    image = image.crop((crop, crop, image.width - crop, image.height - crop)).resize(size)
-    buf = io.BytesIO()
-    image.save(buf, "JPEG", quality=90)
-    return buf.getvalue()
-
-
-def data_url(data: bytes) -> str:
-    return "data:image/jpeg;base64," + base64.b64encode(data).decode()
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """The app under uvicorn on 127.0.0.1, in this process (its models are the embedder the tests compare with),
-    with a Chroma index of its own."""
-    app = create_app(Settings(**SETTINGS, chroma_path=str(tmp_path_factory.mktemp("serve-chroma"))))
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    yield app, f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    with httpx.Client(base_url=server[1], timeout=120) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +141,7 @@ def test_oversized_bodies_and_uploads_are_refused_before_parsing(client, server)
     ("/api/v1/vision/describe", "kosmos-2", "patch14-224"),
     ("/api/v1/vision/describe/kosmos-2/patch14-224", "kosmos-2", "patch14-224"),
     ("/api/v1/vision/describe/vit-gpt2-image-captioning", "vit-gpt2-image-captioning", "latest"),
-    ("/api/v1/vision/describe/blip-image-captioning-large", "blip-image-captioning", "large"),
+    ("/api/v1/vision/describe/blip-image-captioning-large", "blip-image-captioning-large", "latest"),
 ])
 def test_legacy_describe_get_and_post(client, path, name, version):
     url = data_url(jpeg("astronaut"))

@@ -98,6 +98,7 @@ def service_status(app: FastAPI) -> dict:
             "warning": (f"STAND-INS: {', '.join(standins)} are tiny random-weight copies; their outputs are "
                         "gibberish by design." if standins else None),
             "device": describe(pick_device()), "models": served, "loaded": pool.status()["loaded"],
+            "caption_prompts": {name: spec.prompt_use for name, spec in captioners.MODELS.items()},
             "batching": pool.status()["batching"],
             "limits": {"max_batch": settings.max_batch, "max_wait_ms": settings.max_wait_ms,
                        "max_image_bytes": settings.max_image_bytes, "max_images": settings.max_images,

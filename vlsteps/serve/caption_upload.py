@@ -24,13 +24,11 @@ class CaptionResponse(BaseModel):
 @router.post("/caption", response_model=CaptionResponse, summary="Caption an upload with your trained captioner")
 async def caption(file: UploadFile, request: Request):
     settings = request.app.state.settings
-    run = Path(settings.captioner_run)
+    image = image_bytes(await file.read(settings.max_image_bytes + 1), settings)   # a bad upload is the client's
     try:
-        trained = await asyncio.to_thread(predict.load, run)
+        trained = await asyncio.to_thread(predict.load, Path(settings.captioner_run))
     except FileNotFoundError as e:
         raise ServiceError(503, f"{e}. Train one with notebooks/captioner.ipynb or `make train-captioner`, or point "
                                 "VLSTEPS_SERVE_CAPTIONER_RUN at a run folder.") from None
-    data = await file.read(settings.max_image_bytes + 1)
-    image = image_bytes(data, settings)
     text = await asyncio.to_thread(predict.caption_image, trained, image)
     return {"caption": text, "checkpoint": f"{trained.checkpoint.parent.name}/{trained.checkpoint.name}"}

@@ -5,6 +5,11 @@ blip2.ipynb, qwen_vl.ipynb), with greedy decoding, so a caption does not depend 
 items are preprocessed one by one and only items whose inputs have the same shape are stacked into one `generate`,
 so no item is ever padded. `confidence` is computed: the geometric mean of the probabilities the model gave the
 tokens it chose.
+
+A request's prompt is put in the model's own format, or dropped where the model cannot use it (`CaptionModel.prompt_use`
+says which, in /api/v1/status). PhotoPrism sends an instruction written for Ollama chat models with every caption
+request (internal/ai/vision/ollama/const.go, CaptionPrompt): Qwen-VL follows it in its chat template; BLIP-2 OPT,
+never tuned to follow instructions, gives its own caption instead of continuing the instruction's text.
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from typing import Callable
 import torch
 
 from ..device import pick_device, pick_dtype
+from ..prompts import qa_prompt
 
 KOSMOS_PROMPT = "<grounding>An image of"
 QWEN_PROMPT = "Describe this image in one sentence."
@@ -22,20 +28,29 @@ QWEN_IMAGE_SIZE = {"shortest_edge": 56 * 56, "longest_edge": 256 * 28 * 28}   # 
 
 @dataclass(frozen=True)
 class CaptionModel:
-    """A served caption model: the registry key it loads, the name and version it answers with, and whether it
-    follows a request's `prompt` (the instruction models do)."""
+    """A served caption model: the registry key it loads, the name and version it answers with, whether it reads a
+    request's `prompt`, and what the prompt becomes."""
     key: str
     name: str
     version: str
     prompted: bool
+    prompt_use: str
 
 
+IGNORED = "ignored: the model captions without a prompt"
 MODELS = {m.name: m for m in [
-    CaptionModel("kosmos-2", "kosmos-2", "patch14-224", False),
-    CaptionModel("blip-caption", "blip-caption", "large", False),
-    CaptionModel("vit-gpt2", "vit-gpt2", "latest", False),
-    CaptionModel("blip2", "blip2", "opt-2.7b", True),
-    CaptionModel("qwen-vl", "qwen-vl", "2.5-3b-instruct", True),
+    CaptionModel("kosmos-2", "kosmos-2", "patch14-224", False,
+                 f"ignored: the caption continues the model's own grounding prompt {KOSMOS_PROMPT!r}"),
+    CaptionModel("blip-caption", "blip-caption", "large", False, IGNORED),
+    CaptionModel("vit-gpt2", "vit-gpt2", "latest", False, IGNORED),
+    CaptionModel("blip2", "blip2", "opt-2.7b", True,
+                 "a question (ending in '?') becomes 'Question: <question> Answer:', BLIP-2's VQA format, and one "
+                 "already in that format is kept; anything else, such as PhotoPrism's default caption instruction, "
+                 "is dropped (BLIP-2 OPT continues text, it does not follow instructions): the caption is then the "
+                 "model's own unprompted one"),
+    CaptionModel("qwen-vl", "qwen-vl", "2.5-3b-instruct", True,
+                 "the user turn of Qwen's chat template, after the image, as sent (PhotoPrism's default caption "
+                 f"instruction included); without one: {QWEN_PROMPT!r}"),
 ]}
 DEFAULT = "kosmos-2"
 
@@ -126,7 +141,7 @@ def load(key: str, path, max_new_tokens: int = 30) -> Captioner:
         model = t.Blip2ForConditionalGeneration.from_pretrained(path, dtype=dtype).to(device)
 
         def prepare(image, prompt):
-            return dict(processor(images=image, text=prompt or None, return_tensors="pt"))
+            return dict(processor(images=image, text=blip2_prompt(prompt), return_tensors="pt"))
 
         return Captioner(model, lambda ids: processor.decode(ids, skip_special_tokens=True), prepare,
                          max_new_tokens=max_new_tokens, resolution=resolution(processor.image_processor))
@@ -145,6 +160,14 @@ def load(key: str, path, max_new_tokens: int = 30) -> Captioner:
         return Captioner(model, lambda ids: processor.decode(ids, skip_special_tokens=True), prepare,
                          max_new_tokens=max_new_tokens)
     raise KeyError(f"No caption model {key!r}; served: {', '.join(MODELS)}")
+
+
+def blip2_prompt(prompt: str | None) -> str | None:
+    """BLIP-2's text input for a request's prompt (None: caption unprompted), as `MODELS["blip2"].prompt_use` says."""
+    text = " ".join((prompt or "").split())
+    if text.lower().startswith("question:"):
+        return text
+    return qa_prompt(text) if text.endswith("?") else None
 
 
 def resolution(image_processor) -> int | None:

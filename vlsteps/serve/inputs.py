@@ -13,7 +13,8 @@ from PIL import Image
 from ..images import ImageLoadError, load_image
 from .settings import Settings
 
-DATA_URL = re.compile(r"data:(?P<type>[\w.+-]+/[\w.+-]+)?(?:;[\w-]+=[^;,]*)*(?P<b64>;base64)?,", re.I)
+# PhotoPrism writes parameters after "; " (media.DataUrl: "data:text/plain; charset=utf-8;base64,...")
+DATA_URL = re.compile(r"data:(?P<type>[\w.+-]+/[\w.+-]+)?(?:\s*;\s*[\w-]+=[^;,]*)*(?P<b64>\s*;\s*base64)?,", re.I)
 
 
 class BadInput(ValueError):
@@ -52,6 +53,9 @@ def image_bytes(data: bytes, settings: Settings) -> Image.Image:
 
 def _data_url_bytes(url: str, max_bytes: int) -> bytes:
     match = DATA_URL.match(url)
+    kind = (match and match["type"] or "").lower()
+    if kind and not kind.startswith("image/") and kind != "application/octet-stream":
+        raise BadInput(f"The data URL holds {kind}, not an image: send a photo (data:image/jpeg;base64,...).", 415)
     if not match or not match["b64"]:
         raise BadInput("A data URL must be base64: data:image/jpeg;base64,<data>.")
     payload = url[match.end():]

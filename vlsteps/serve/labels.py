@@ -32,6 +32,9 @@ class ZeroShotLabeler:
 
     - confidence: the softmax probability over the vocabulary, at CLIP's own temperature (sums to 1 per image);
     - topicality: the image-text cosine similarity, clipped to [0, 1] (how well the label fits on its own).
+
+    A label whose confidence rounds to 0 is left out: PhotoPrism reads a confidence of 0 as "unknown" and files the
+    label at 80 % (photoprism/photoprism, internal/ai/vision/api_response.go, LabelResult.ToClassify).
     """
 
     def __init__(self, embedder, names: list[str]):
@@ -47,6 +50,19 @@ class ZeroShotLabeler:
         out = []
         for p, s in zip(probs, sims):
             top = np.argsort(-p, kind="stable")[:k]
-            out.append([{"name": self.names[i], "confidence": round(float(p[i]), 4),
-                         "topicality": round(float(np.clip(s[i], 0, 1)), 4)} for i in top])
+            labels = [{"name": self.names[i], "confidence": round(float(p[i]), 4),
+                       "topicality": round(float(np.clip(s[i], 0, 1)), 4)} for i in top]
+            out.append([label for label in labels if label["confidence"] > 0])
         return out
+
+
+def merge(per_image: list[list[dict]]) -> list[dict]:
+    """The labels of several views of one photo as one list, merged as PhotoPrism's own server merges them
+    (internal/ai/vision/labels.go, mergeLabels): a label seen in several views keeps its highest confidence and the
+    rest of its first sighting; the list is ordered by confidence, highest first (classify.Labels' order)."""
+    merged: dict[str, dict] = {}
+    for labels in per_image:
+        for label in labels:
+            seen = merged.setdefault(label["name"], dict(label))
+            seen["confidence"] = max(seen["confidence"], label["confidence"])
+    return sorted(merged.values(), key=lambda label: -label["confidence"])

@@ -1,11 +1,14 @@
 """PhotoPrism's Vision API: `POST /api/v1/vision/caption` and `/labels` (optionally `/{model}`), in its "vision"
 request and response format (photoprism/photoprism, internal/ai/vision/api_request.go and api_response.go).
 
-PhotoPrism sends `images` as data URLs or https URLs (or one `url`), one image per request; it reads
-`result.caption` or `result.labels`, and `code`/`error` when a request failed.
+PhotoPrism sends `images` as data URLs or https URLs (or one `url`): one thumbnail for a caption, and for labels one
+for a square photo or three (centre tile, left and right crops) for any other (internal/photoprism/mediafile_vision.go).
+It reads `result.caption` or `result.labels`; on a status >= 300 it only logs the body, so an error costs that photo
+its caption or labels.
 """
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any, Optional
 
@@ -15,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from . import captioners
 from .errors import ServiceError
 from .inputs import BadInput, image_from
+from .labels import merge
 
 router = APIRouter(prefix="/api/v1/vision", tags=["PhotoPrism Vision API"])
 LABELS_MODEL = "clip"
@@ -77,14 +81,30 @@ def _request_id(body: VisionRequest) -> str:
     return body.id.strip() or str(uuid.uuid4())
 
 
-def _one_image(body: VisionRequest, request_id: str, request: Request):
+def _images(body: VisionRequest, request_id: str, request: Request) -> list:
+    """The request's images: `images`, or else `url`; at least one and at most `max_images`."""
     sources = [s for s in body.images if s] or ([body.url] if body.url else [])
-    if len(sources) != 1:
-        raise ServiceError(400, f"Send exactly one image (in `images` or `url`); got {len(sources)}.", request_id)
+    settings = request.app.state.settings
+    if not sources:
+        raise ServiceError(400, "No image: send one in `images` (a data URL or an http(s) URL) or in `url`.",
+                           request_id)
+    if len(sources) > settings.max_images:
+        raise ServiceError(413, f"{len(sources)} images in one request; at most {settings.max_images}.", request_id)
     try:
-        return image_from(sources[0], request.app.state.settings)
+        return [image_from(source, settings) for source in sources]
     except BadInput as e:
         raise ServiceError(e.status, str(e), request_id) from None
+
+
+def _one_image(body: VisionRequest, request_id: str, request: Request):
+    """A caption is of one image: PhotoPrism sends one thumbnail per caption (mediafile_vision.go, GenerateCaption)
+    and its own server answers one caption per request (api_response.go, NewCaptionResponse). Several are refused,
+    not captioned one of them silently: this service's caption models see one image at a time."""
+    images = [s for s in body.images if s]
+    if len(images) > 1:
+        raise ServiceError(400, f"{len(images)} images sent; a caption describes one: send one request per image.",
+                           request_id)
+    return _images(body, request_id, request)[0]
 
 
 def _caption_model(name: str, request_id: str) -> captioners.CaptionModel:
@@ -112,9 +132,10 @@ async def _labels(body: VisionRequest, request: Request, model_name: str) -> dic
     name = (model_name or body.model or LABELS_MODEL).strip().lower()
     if name != LABELS_MODEL:
         raise ServiceError(404, f"No labels model {name!r}; served: {LABELS_MODEL}.", request_id)
-    image = _one_image(body, request_id, request)
+    images = _images(body, request_id, request)
     pool = request.app.state.pool
-    labels = await pool.labels(image, k=_label_count(body.options))
+    k = _label_count(body.options)
+    labels = merge(await asyncio.gather(*(pool.labels(image, k=k) for image in images)))
     embedder = pool.embedder()
     return {"id": request_id, "code": 200,
             "model": {"type": "labels", "name": LABELS_MODEL, "version": embedder.collection_tag,
@@ -143,7 +164,7 @@ async def caption_with(model: str, body: VisionRequest, request: Request):
 
 
 @router.post("/labels", response_model=VisionResponse, response_model_exclude_none=True,
-             summary="Labels for one image by CLIP zero-shot over the vocabulary")
+             summary="Labels by CLIP zero-shot over the vocabulary; several images (views of one photo) merged")
 async def labels(body: VisionRequest, request: Request):
     return await _labels(body, request, "")
 
