@@ -7,6 +7,7 @@ import io
 import re
 import socket
 import threading
+import time
 
 import httpx
 import numpy as np
