@@ -15,7 +15,7 @@ from pathlib import Path
 
 
 from vlsteps import models
-from vlsteps.tools import notebooks
+from tools import notebooks
 
 COLAB_PAIR = {"torch": "2.9.0+cu126", "torchvision": "0.24.0+cu126"}   # older than the pins, as on Colab
 PIP_LINE = re.compile(r'^\s*%pip install -q "(?P<spec>[^"]+)"$', re.M)

@@ -1,7 +1,7 @@
 import re
 
 from vlsteps import models
-from vlsteps.tools import notebooks, readme
+from tools import notebooks, readme
 
 
 def test_readme_tables_are_generated_from_the_registry():
