@@ -1,5 +1,4 @@
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -7,6 +6,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from vlsteps.serve.loadtest import free_port
 
 # Unit tests and notebooks must never reach a hub or a real checkpoint by accident.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -29,12 +30,6 @@ def embedder(clip_path):
 
 
 SERVER_START_TIMEOUT_S = 120
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
