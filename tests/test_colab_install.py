@@ -33,7 +33,8 @@ def add_metadata_only(venv: Path, name: str, version: str, requires: list[str]) 
                                         text=True).strip())
     info = site / f"{name}-{version}.dist-info"
     info.mkdir()
-    lines = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}", *[f"Requires-Dist: {r}" for r in requires]]
+    lines = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}",
+             *[f"Requires-Dist: {r}" for r in requires]]
     (info / "METADATA").write_text("\n".join(lines) + "\n")
     (info / "INSTALLER").write_text("colab-image\n")
     (info / "RECORD").write_text("")

@@ -32,8 +32,8 @@ def path_without_311(tmp_path):
 
 
 def run(script, env, *args):
-    return subprocess.run(["bash", str(ROOT / "tools" / "lavis" / script), *args], env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(["bash", str(ROOT / "tools" / "lavis" / script), *args], env=env, capture_output=True,
+                          text=True, timeout=120)
 
 
 def test_lavis_env_is_skipped_with_one_line_that_says_how_to_turn_it_on(path_without_311, tmp_path):

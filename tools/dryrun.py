@@ -268,8 +268,8 @@ def measure(key: str, dtype: str, device: str, step_timeout: float) -> dict:
 def load_results() -> dict:
     if RESULTS.exists():
         return json.loads(RESULTS.read_text(encoding="utf-8"))
-    return {"_comment": "Written by `python -m tools.dryrun` (`make sizes`): full-size dry runs with untrained weights, "
-                        "one machine per entry. Do not edit by hand.", "machines": {}}
+    return {"_comment": "Written by `python -m tools.dryrun` (`make sizes`): full-size dry runs with untrained "
+                        "weights, one machine per entry. Do not edit by hand.", "machines": {}}
 
 
 def save(results: dict) -> None:
