@@ -1,7 +1,6 @@
 import base64
 import io
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -9,6 +8,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from vlsteps.serve.loadtest import free_port
 
 # Unit tests and notebooks must never reach a hub or a real checkpoint by accident.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -31,12 +32,6 @@ def embedder(clip_path):
 
 
 SERVER_START_TIMEOUT_S = 120
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from vlsteps.serve.loadtest import free_port
 
 # JupyterLab user settings for this server only: nothing saved behind the test's back, every cell in the
 # DOM (the default windowing leaves far-away cells unrendered), no notification pop-ups over the page.
@@ -25,12 +26,6 @@ SETTINGS = {
     "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
     "@jupyterlab/apputils-extension/notification": {"checkForUpdates": False, "fetchNews": "false"},
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class JupyterLab:

@@ -6,7 +6,7 @@ and that typing, Enter and clicks reach the kernel and come back: the search box
 one is never saved), opened, run with Run > Run All Cells on the stand-ins of `make test`, and its widget
 is driven; screenshots of each widget before and after go to build/browser/.
 
-Needs Debian's Chromium (`scripts/browser_deps.sh` installs it) and playwright; skipped without them.
+Needs Debian's Chromium (`tools/browser_deps.sh` installs it) and playwright; skipped without them.
 `-m browser` selects these tests, `-m "not browser"` skips them.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
-    pytest.skip(f"BROWSER TEST SKIPPED: {CHROMIUM} is missing; run scripts/browser_deps.sh as root "
+    pytest.skip(f"BROWSER TEST SKIPPED: {CHROMIUM} is missing; run tools/browser_deps.sh as root "
                 "(apt-get install -y --no-install-recommends chromium)", allow_module_level=True)
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="BROWSER TEST SKIPPED: playwright is missing; pip install -r requirements-dev.txt")

@@ -3,6 +3,7 @@ images; the run folder holds every artefact; resume continues exactly where a ru
 captions photo folders, uploads and the demo box."""
 import io
 import json
+import os
 
 import pytest
 import torch
@@ -53,6 +54,19 @@ def test_the_run_folder_holds_every_artefact(trained):
     best = max(epochs, key=lambda r: r["val_acc"])
     assert trained.results()["best val acc"] == best["val_acc"]
     assert not list(trained.folder.glob("*.tmp*"))
+
+
+def test_a_checkpoint_write_that_fails_leaves_the_old_checkpoint_and_no_temporary(tmp_path, monkeypatch):
+    path = tmp_path / "last.safetensors"
+    runs.save_checkpoint(path, {"w": torch.zeros(2)}, {"step": 1})
+
+    def disk_full(*_):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(os, "replace", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        runs.save_checkpoint(path, {"w": torch.ones(2)}, {"step": 2})
+    assert [p.name for p in tmp_path.iterdir()] == ["last.safetensors"]
+    assert runs.read_progress(path) == {"step": 1}
 
 
 def test_a_finished_run_is_not_trained_again_and_a_different_one_is_refused(trained):

@@ -24,7 +24,8 @@ class Myopic(torch.nn.Module):
         logits = torch.full((len(ids), ids.shape[1], len(VOCAB)), -1e9)
         for row, seq in enumerate(ids.tolist()):
             last = seq[-1]
-            probs = ({A: 0.55, B: 0.45} if last == VOCAB.start else {x: 0.3 if x == X[0] else 0.175 for x in X} if last == A
+            probs = ({A: 0.55, B: 0.45} if last == VOCAB.start
+                     else {x: 0.3 if x == X[0] else 0.175 for x in X} if last == A
                      else {C: 1.0} if last == B else {VOCAB.end: 1.0})
             for word, p in probs.items():
                 logits[row, -1, word] = math.log(p)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 
 from vlsteps import models
-from vlsteps.tools import notebooks
+from tools import notebooks
 
 COLAB_PAIR = {"torch": "2.9.0+cu126", "torchvision": "0.24.0+cu126"}   # older than the pins, as on Colab
 PIP_LINE = re.compile(r'^\s*%pip install -q "(?P<spec>[^"]+)"$', re.M)
@@ -33,7 +33,8 @@ def add_metadata_only(venv: Path, name: str, version: str, requires: list[str]) 
                                         text=True).strip())
     info = site / f"{name}-{version}.dist-info"
     info.mkdir()
-    lines = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}", *[f"Requires-Dist: {r}" for r in requires]]
+    lines = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}",
+             *[f"Requires-Dist: {r}" for r in requires]]
     (info / "METADATA").write_text("\n".join(lines) + "\n")
     (info / "INSTALLER").write_text("colab-image\n")
     (info / "RECORD").write_text("")

@@ -1,4 +1,4 @@
-"""scripts/download_models.sh and vlsteps.download against a fake Hub on 127.0.0.1 (no network needed)."""
+"""tools/download_models.sh and vlsteps.download against a fake Hub on 127.0.0.1 (no network needed)."""
 from __future__ import annotations
 
 import errno
@@ -19,7 +19,7 @@ from vlsteps import checkpoint, registry, sizes, transfer
 from vlsteps import download as dl
 from vlsteps.registry import ModelSpec
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "download_models.sh"
+SCRIPT = Path(__file__).resolve().parents[1] / "tools" / "download_models.sh"
 WEIGHTS = os.urandom(300_000)
 # What a typical transformers repo holds: weights in three formats, configs, and files we never want.
 REPO_FILES = {"config.json": b'{"model_type": "vit"}', "preprocessor_config.json": b"{}",

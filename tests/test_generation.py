@@ -14,8 +14,8 @@ def test_the_banner_explains_stand_ins_once_then_names_each_one_and_its_download
     models._show_standin_banner(models.registry.get("vit"))
     first = capsys.readouterr().err
     assert "STAND-IN" in first and "noise" in first and f"{STANDIN_TOKENS} new tokens" in first
-    assert "scripts/download_models.sh vit" in first and "With the real checkpoint" in first
+    assert "tools/download_models.sh vit" in first and "With the real checkpoint" in first
     models._show_standin_banner(models.registry.get("vilt"))
     second = capsys.readouterr().err
-    assert "'vilt'" in second and "noise" in second and "scripts/download_models.sh vilt" in second
+    assert "'vilt'" in second and "noise" in second and "tools/download_models.sh vilt" in second
     assert "With the real checkpoint" not in second and len(second) < len(first)

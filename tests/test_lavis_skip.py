@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from vlsteps import models
-from vlsteps.tools import notebooks, runner
+from tools import notebooks, runner
 
 ROOT = models.REPO_ROOT
 PY312 = Path.home() / ".pyenv/versions/3.12.1/bin/python3.12"
@@ -32,12 +32,12 @@ def path_without_311(tmp_path):
 
 
 def run(script, env, *args):
-    return subprocess.run(["bash", str(ROOT / "scripts" / script), *args], env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(["bash", str(ROOT / "tools" / "lavis" / script), *args], env=env, capture_output=True,
+                          text=True, timeout=120)
 
 
 def test_lavis_env_is_skipped_with_one_line_that_says_how_to_turn_it_on(path_without_311, tmp_path):
-    done = run("lavis_env.sh", path_without_311)
+    done = run("env.sh", path_without_311)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
     assert len(lines) == 1 and "SKIPPED" in lines[0] and "LAVIS_PYTHON=/path/to/python3.11 make lavis-env" in lines[0]
@@ -45,14 +45,14 @@ def test_lavis_env_is_skipped_with_one_line_that_says_how_to_turn_it_on(path_wit
 
 
 def test_lavis_smoke_is_skipped_too(path_without_311):
-    done = run("lavis_smoke.sh", path_without_311)
+    done = run("smoke.sh", path_without_311)
     assert done.returncode == 0, done.stderr
     assert "SKIPPED" in done.stdout and "LAVIS_PYTHON=" in done.stdout
 
 
 @pytest.mark.skipif(not PY312.exists(), reason="needs pyenv's Python 3.12 to stand in for a wrong interpreter")
 def test_an_explicit_interpreter_that_is_not_311_is_an_error(path_without_311):
-    done = run("lavis_env.sh", {**path_without_311, "LAVIS_PYTHON": str(PY312)})
+    done = run("env.sh", {**path_without_311, "LAVIS_PYTHON": str(PY312)})
     assert done.returncode == 1
     assert "needs Python 3.11" in done.stderr and "Python 3.12" in done.stderr
 

@@ -19,7 +19,7 @@ def test_missing_model_names_the_exact_download_command(empty_models, monkeypatc
     with pytest.raises(ModelNotFoundError) as err:
         model_dir("clip")
     message = str(err.value)
-    assert "scripts/download_models.sh clip" in message
+    assert "tools/download_models.sh clip" in message
     assert "openai/clip-vit-large-patch14" in message and "1.7 GB" in message
     assert str(empty_models / "clip-vit-large-patch14") in message
 
@@ -74,7 +74,7 @@ def test_config_without_whole_weights_is_no_download(empty_models, monkeypatch, 
     assert not models.is_real("vit")
     message = model_dir_error("vit")
     assert str(folder) in message and "model.safetensors" in message and damage in message
-    assert "scripts/download_models.sh vit" in message and "\n" not in message
+    assert "tools/download_models.sh vit" in message and "\n" not in message
 
 
 def test_incomplete_download_falls_back_to_the_stand_in_and_says_how_to_finish(empty_models, monkeypatch, capsys):
@@ -84,7 +84,7 @@ def test_incomplete_download_falls_back_to_the_stand_in_and_says_how_to_finish(e
     assert model_dir("vit") == empty_models / "_standins" / folder.name
     banner = capsys.readouterr().err
     assert "STAND-IN" in banner and "incomplete" in banner and str(folder) in banner
-    assert "model.safetensors" in banner and "scripts/download_models.sh vit" in banner
+    assert "model.safetensors" in banner and "tools/download_models.sh vit" in banner
 
 
 def test_folder_without_a_tokenizer_is_incomplete(empty_models, monkeypatch):
@@ -101,7 +101,7 @@ def test_pickled_weights_are_never_taken_for_a_checkpoint(empty_models, monkeypa
     (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
     message = model_dir_error("vit")
     assert "pytorch_model.bin" in message and "never loaded" in message
-    assert "scripts/download_models.sh vit" in message
+    assert "tools/download_models.sh vit" in message
 
 
 def test_sharded_weights_are_checked_shard_by_shard(empty_models, monkeypatch):
@@ -169,12 +169,12 @@ def test_a_notebook_without_its_model_stops_with_the_download_command(empty_mode
     book = nbformat.read(path, as_version=4)
     client = NotebookClient(book, timeout=300, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
-    with pytest.raises(CellExecutionError, match="scripts/download_models.sh vit"):
+    with pytest.raises(CellExecutionError, match="tools/download_models.sh vit"):
         client.execute()
 
 
 def test_registry_entries_are_consistent():
-    from vlsteps.tools import notebooks
+    from tools import notebooks
     folders = [m.folder for m in registry.MODELS.values()]
     assert len(set(folders)) == len(folders), "two keys would share a model folder"
     names = {nb.name for nb in notebooks.NOTEBOOKS}

@@ -5,11 +5,11 @@ import nbformat
 import pytest
 
 from vlsteps import models
-from vlsteps.tools import notebooks, size_tables
-from vlsteps.tools.runner import CHECK, IGNORE, run_twice, tagged
+from tools import notebooks, size_tables
+from tools.runner import CHECK, IGNORE, run_twice, tagged
 
 ALL = notebooks.NOTEBOOKS
-MAIN_KERNEL = [nb for nb in ALL if nb.kernel == "python3"]   # the LAVIS one: scripts/lavis_smoke.sh
+MAIN_KERNEL = [nb for nb in ALL if nb.kernel == "python3"]   # the LAVIS one: tools/lavis/smoke.sh
 
 
 def read(nb):
@@ -31,7 +31,7 @@ def test_badge_and_install_cell_are_the_generated_ones(nb):
 
 @pytest.mark.parametrize("nb", ALL, ids=lambda nb: nb.name)
 def test_header_size_table_is_the_generated_one(nb):
-    """Sizes in a notebook's first cell are computed and measured (vlsteps.tools.size_tables), never typed by hand."""
+    """Sizes in a notebook's first cell are computed and measured (tools.size_tables), never typed by hand."""
     expected = size_tables.notebook_header(nb.name) or None
     assert size_tables.header_block(read(nb).cells[0].source) == expected, (
         f"{nb.path}: the size table in the first cell differs from the generated one (make sync)")
@@ -93,4 +93,4 @@ def test_runs_twice_in_one_kernel_with_the_same_results(nb):
     for i in first:
         if not tagged(cells[i], IGNORE):
             assert second[i] == first[i], f"{nb.path} cell {i} printed something else on the second run"
-    assert not found, f"{nb.path}: what a learner would see (vlsteps/tools/output_scan.py):\n" + "\n".join(found)
+    assert not found, f"{nb.path}: what a learner would see (tools/output_scan.py):\n" + "\n".join(found)

@@ -4,7 +4,7 @@ import sys
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from vlsteps.tools.output_scan import WIDGET_VIEW, problems
+from tools.output_scan import WIDGET_VIEW, problems
 
 
 def stream(text, name="stdout"):
@@ -40,7 +40,7 @@ def test_nbval_fails_a_cell_that_runs_but_warns(tmp_path):
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     path = tmp_path / "probe.ipynb"
     nbformat.write(nb, path)
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "vlsteps.tools.nbval_scan", str(path), "--nbval-lax",
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "tools.nbval_scan", str(path), "--nbval-lax",
                            "--nbval-current-env", "-p", "no:cacheprovider", "-q"],
                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert "1 failed, 1 passed" in proc.stdout, proc.stdout[-3000:]
@@ -49,7 +49,7 @@ def test_nbval_fails_a_cell_that_runs_but_warns(tmp_path):
 
 def test_the_scan_is_on_in_the_projects_own_test_runs(request):
     """`make test` scans the notebooks because pyproject.toml loads the plugin for every run from the checkout."""
-    assert request.config.pluginmanager.has_plugin("vlsteps.tools.nbval_scan")
+    assert request.config.pluginmanager.has_plugin("tools.nbval_scan")
 
 
 def test_the_allowed_library_warning_passes_and_nothing_else_rides_on_it():

@@ -66,7 +66,8 @@ def test_non_text_and_empty_questions_are_rejected():
 
 def test_history_may_be_any_iterable_of_pairs():
     pairs = ((f"q{i}?", f"a{i}") for i in range(2))
-    assert qa_prompt("q2?", history=pairs) == "Question: q0? Answer: a0. Question: q1? Answer: a1. Question: q2? Answer:"
+    assert qa_prompt("q2?", history=pairs) == ("Question: q0? Answer: a0. Question: q1? Answer: a1. "
+                                               "Question: q2? Answer:")
 
 
 def test_instruction_prompt():

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from vlsteps import architectures, registry, sizes
-from vlsteps.tools import dryrun, notebooks, size_tables
+from tools import dryrun, notebooks, size_tables
 
 
 @pytest.mark.parametrize("key", list(registry.MODELS))
@@ -90,5 +90,5 @@ def test_header_shows_the_computed_sizes():
 
 def test_the_committed_computed_sizes_are_what_the_architectures_give():
     """`download_models.sh --list` reads architectures/computed.json (no torch); stale numbers fail here."""
-    assert json.loads(architectures.COMPUTED.read_text()) == sizes.computed_data(), \
-        "vlsteps/architectures/computed.json is stale: run `python -m vlsteps.sizes --computed`"
+    assert json.loads(architectures.COMPUTED.read_text()) == size_tables.computed_data(), \
+        "vlsteps/architectures/computed.json is stale: run `make readme`"

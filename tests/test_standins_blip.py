@@ -108,8 +108,8 @@ def test_kosmos2_processor_and_model_agree_and_grounding_never_crashes(built):
     assert inputs.pixel_values.shape == (1, 3, 224, 224)
     assert int(inputs.image_embeds_position_mask.sum()) == 64
     out = model.generate(pixel_values=inputs.pixel_values, input_ids=inputs.input_ids,
-                         attention_mask=inputs.attention_mask, image_embeds_position_mask=inputs.image_embeds_position_mask,
-                         max_new_tokens=8)
+                         attention_mask=inputs.attention_mask,
+                         image_embeds_position_mask=inputs.image_embeds_position_mask, max_new_tokens=8)
     text = processor.batch_decode(out, skip_special_tokens=True)[0]
     caption, entities = processor.post_process_generation(text)
     assert caption.startswith("An image of") and len(caption) > len("An image of")

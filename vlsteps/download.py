@@ -1,6 +1,6 @@
 """Fetch the checkpoints named in `vlsteps.registry` from the Hugging Face Hub.
 
-`scripts/download_models.sh` runs this module. It adds what a tutorial reader needs: only the registry's files
+`tools/download_models.sh` runs this module. It adds what a tutorial reader needs: only the registry's files
 (safetensors weights and configs, never pickles or code), sizes and a disk-space check before anything is
 written, one readable line instead of a traceback when something goes wrong, and downloads that survive being
 stopped. Each file is fetched into <folder>/.partial/ first (`vlsteps.transfer`): Ctrl-C stops at once (exit
@@ -73,7 +73,7 @@ def left_out_of_all(keys: list[str]) -> str | None:
     if "all" not in keys or not optional:
         return None
     names = ", ".join(f"{m.key} ({m.download_gb:g} GB)" for m in optional)
-    return (f"note: `all` leaves out the optional {names}; to fetch it too: scripts/download_models.sh "
+    return (f"note: `all` leaves out the optional {names}; to fetch it too: tools/download_models.sh "
             f"{' '.join(m.key for m in optional)}")
 
 

@@ -1,7 +1,7 @@
 """CLIP embeddings as plain arrays: batched, under inference mode, L2-normalized, float32.
 
 Used by the CLIP notebook (zero-shot, the Chroma index, the search widget), by the BLIP notebook
-(CLIPScore, re-ranking captions) and by `python -m vlsteps.tools.bench index`. One place decides how an
+(CLIPScore, re-ranking captions) and by `python -m tools.bench index`. One place decides how an
 image becomes a vector, so the index, the queries and the benchmark always agree.
 
     embedder = ClipEmbedder.from_pretrained(vlsteps.model_dir("clip"), model_key="clip")
@@ -100,7 +100,7 @@ class ClipEmbedder:
         from .device import pick_device, pick_dtype
         path = Path(path)
         if not path.is_dir():
-            raise FileNotFoundError(f"No model folder {path}: download it first (scripts/download_models.sh "
+            raise FileNotFoundError(f"No model folder {path}: download it first (tools/download_models.sh "
                                     f"{model_key})")
         device = device or pick_device()
         dtype = dtype or pick_dtype(model_key if model_key in registry.MODELS else None, device)

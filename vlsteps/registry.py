@@ -1,6 +1,6 @@
 """The model registry: the single source of truth for every checkpoint the notebooks use.
 
-The README's model table, `scripts/download_models.sh` and the offline stand-in builder all read
+The README's model table, `tools/download_models.sh` and the offline stand-in builder all read
 this list, so a checkpoint is described once.
 """
 from __future__ import annotations
@@ -65,7 +65,7 @@ class ModelSpec:
 
     @property
     def download_command(self) -> str:
-        return f"scripts/download_models.sh {self.key}"
+        return f"tools/download_models.sh {self.key}"
 
 
 MODELS: dict[str, ModelSpec] = {m.key: m for m in [

@@ -4,20 +4,14 @@ Each registry entry is built on the meta device from its checkpoint's config (no
 tied as `from_pretrained` ties them, and its parameters counted. Weight bytes per dtype follow from the count;
 for 8-bit and 4-bit, as bitsandbytes quantizes: the weights of `nn.Linear` layers shrink, the rest (embeddings,
 norms, biases, convolutions, the output head) stays 16-bit. Memory for activations, the KV cache and the
-framework comes on top: `python -m vlsteps.sizes` measures that (`vlsteps.tools.dryrun`).
-
-    python -m vlsteps.sizes [KEY...]      full-size dry runs, merged into vlsteps/architectures/measured.json
-    python -m vlsteps.sizes --computed    the computed table only (seconds: meta device, no download), also
-                                          written to vlsteps/architectures/computed.json for `--list`
+framework comes on top: the full-size dry runs measure that (`make sizes`, tools/dryrun.py).
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from functools import cache
 
 from . import architectures, registry
-from .files import atomic_write
 
 GB = 1e9
 T4_GB = 15.0       # a Colab T4's memory as Colab reports it
@@ -172,31 +166,3 @@ def format_params(n: int) -> str:
 
 def format_gb(n_bytes: float) -> str:
     return f"{n_bytes / GB:.2f} GB" if n_bytes < 10 * GB else f"{n_bytes / GB:.1f} GB"
-
-
-def computed_table() -> str:
-    rows = [f"{'key':<20} {'params':>8} " + " ".join(f"{d:>9}" for d in DTYPES)]
-    for key in registry.MODELS:
-        rows.append(f"{key:<20} {format_params(param_count(key)):>8} "
-                    + " ".join(f"{format_gb(weight_bytes(key, d)):>9}" for d in DTYPES))
-    return "\n".join(rows)
-
-
-def computed_data() -> dict:
-    """What architectures.COMPUTED holds: every key's parameters and weight bytes per dtype."""
-    return {key: {"params": param_count(key), "weight_bytes": {d: weight_bytes(key, d) for d in DTYPES}}
-            for key in registry.MODELS}
-
-
-def main(argv: list[str]) -> None:
-    if "--computed" in argv:
-        import json
-        atomic_write(architectures.COMPUTED, json.dumps(computed_data(), indent=1) + "\n")
-        print(computed_table())
-        return
-    from .tools import dryrun
-    dryrun.main(argv)
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

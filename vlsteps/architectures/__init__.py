@@ -14,9 +14,9 @@ from pathlib import Path
 from .. import registry
 
 HERE = Path(__file__).resolve().parent
-MEASURED = HERE / "measured.json"   # the full-size dry runs (vlsteps.tools.dryrun), one entry per machine
+MEASURED = HERE / "measured.json"   # the full-size dry runs (`make sizes`), one entry per machine
 # vlsteps.sizes' results, kept so that `download_models.sh --list` needs neither torch nor the seconds it takes to
-# build every model on the meta device; `python -m vlsteps.sizes --computed` rewrites it, a test checks it.
+# build every model on the meta device; `make readme` rewrites it, a test checks it.
 COMPUTED = HERE / "computed.json"
 
 

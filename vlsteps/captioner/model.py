@@ -158,7 +158,8 @@ class Captioner(nn.Module):
         super().__init__()
         self.features, self.image_size = image_features(encoder)
         with torch.no_grad():
-            _, tokens, width = self.features(torch.zeros(1, 3, self.image_size, self.image_size, dtype=torch.uint8)).shape
+            blank = torch.zeros(1, 3, self.image_size, self.image_size, dtype=torch.uint8)
+            _, tokens, width = self.features(blank).shape
         self.encoder = TransformerEncoderBlock(width, tokens, embed_dim, enc_heads)
         self.decoder = TransformerDecoderBlock(vocab_size, seq_length, embed_dim, ff_dim, dec_heads, dropout)
         self.seq_length = seq_length

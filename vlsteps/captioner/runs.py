@@ -14,22 +14,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from ..files import atomic_write
 
 FILES = ("config.json", "vocab.json", "metrics.jsonl", "last.safetensors", "best.safetensors", "results.json")
-
-
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def save_checkpoint(path: Path, model_state: dict, progress: dict, optimizer=None) -> None:
@@ -44,7 +37,7 @@ def save_checkpoint(path: Path, model_state: dict, progress: dict, optimizer=Non
                 tensors[f"optimizer.{index}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
         meta["param_groups"] = json.dumps(state["param_groups"])
         tensors["rng.torch"] = torch.get_rng_state()
-    _atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+    atomic_write(path, save(tensors, metadata=meta))
 
 
 def read_progress(path: Path) -> dict:

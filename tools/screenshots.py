@@ -1,6 +1,6 @@
 """Screenshots of executed notebooks' HTML (from `make run`) in Debian's Chromium, cut into pages to look at.
 
-    python -m vlsteps.tools.screenshots build/blip.html [...] --out build/screens
+    python -m tools.screenshots build/blip.html [...] --out build/screens
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def shoot(html: Path, out: Path) -> list[Path]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m vlsteps.tools.screenshots", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m tools.screenshots", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("html", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, default=Path("build/screens"))

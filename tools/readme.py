@@ -1,16 +1,20 @@
 """Regenerate the README's notebook, model and measured-size tables from the notebook list, the registry, the
-computed sizes (`vlsteps.sizes`) and the committed dry-run measurements.
+computed sizes (`vlsteps.sizes`) and the committed dry-run measurements; and vlsteps/architectures/computed.json,
+those computed sizes kept for `download_models.sh --list`, which then needs no torch.
 
-    python -m vlsteps.tools.readme          rewrite README.md in place
-    python -m vlsteps.tools.readme --check  exit 1 if README.md is out of date
+    python -m tools.readme          rewrite README.md and computed.json in place
+    python -m tools.readme --check  exit 1 if either is out of date
 """
 from __future__ import annotations
 
+import json
 import re
 import sys
 
-from .. import sizes
-from ..models import REPO_ROOT
+from vlsteps import architectures, sizes
+from vlsteps.files import atomic_write
+from vlsteps.models import REPO_ROOT
+
 from . import notebooks, size_tables
 
 README = REPO_ROOT / "README.md"
@@ -32,7 +36,7 @@ def notebook_table() -> str:
             sizes_ = (f"{sum(m.download_gb for m in ms):.1f} GB | {sizes.format_gb(n_bytes)} ({' + '.join(held)}) | "
                       f"{size_tables.fits_t4(n_bytes)} | {ram}")
         else:
-            raise ValueError(f"{nb.name} uses no registry model: give it own_models in vlsteps/tools/notebooks.py")
+            raise ValueError(f"{nb.name} uses no registry model: give it own_models in tools/notebooks.py")
         rows.append(f"| {i} | [{nb.title}]({nb.path}) | {nb.colab_badge} | {keys} | {sizes_} |")
     return "\n".join(rows)
 
@@ -50,13 +54,15 @@ def render(text: str) -> str:
 
 
 def main() -> None:
-    text = README.read_text(encoding="utf-8")
-    new = render(text)
+    generated = {README: render(README.read_text(encoding="utf-8")),
+                 architectures.COMPUTED: json.dumps(size_tables.computed_data(), indent=1) + "\n"}
+    stale = [path for path, text in generated.items() if path.read_text(encoding="utf-8") != text]
     if "--check" in sys.argv:
-        if new != text:
-            sys.exit("README.md tables are out of date: run `make readme`")
+        if stale:
+            sys.exit(f"{' and '.join(path.name for path in stale)} out of date: run `make readme`")
         return
-    README.write_text(new, encoding="utf-8")
+    for path in stale:
+        atomic_write(path, generated[path])
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Offline smoke test of the LAVIS route: notebooks/blip2_lavis.ipynb on tiny stand-ins, in the vlsteps-lavis kernel.
 #
-#   scripts/lavis_smoke.sh          (after scripts/lavis_env.sh; `make test` runs both)
+#   tools/lavis/smoke.sh          (after tools/lavis/env.sh; `make test` runs both)
 #
 # 1. builds the LAVIS stand-ins twice and checks that the two builds are byte-identical;
 # 2. executes the notebook top to bottom, twice in one kernel, with the main venv's nbclient in the
@@ -14,19 +14,19 @@
 # Environment: LAVIS_VENV (default <repo>/.venv-lavis), MAIN_PY (default <repo>/.venv/bin/python),
 # VLSTEPS_MODELS_DIR / VLSTEPS_OUTPUTS_DIR (default build/test-models, build/test-outputs, as `make test`).
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 LAVIS_VENV=${LAVIS_VENV:-$ROOT/.venv-lavis}
 MAIN_PY=${MAIN_PY:-$ROOT/.venv/bin/python}
 NOTEBOOK=$ROOT/notebooks/blip2_lavis.ipynb
 KERNEL_DIR=$LAVIS_VENV/jupyter-kernel/share/jupyter
 
 if ! [ -x "$LAVIS_VENV/bin/python" ] || ! [ -d "$KERNEL_DIR/kernels/vlsteps-lavis" ]; then
-    if ! "$ROOT/scripts/lavis_env.sh" --has-python; then
+    if ! "$ROOT/tools/lavis/env.sh" --has-python; then
         echo "lavis-smoke: SKIPPED: no Python 3.11 on PATH, so there is no LAVIS environment to test." \
              "To turn it on: LAVIS_PYTHON=/path/to/python3.11 make lavis-env"
         exit 0
     fi
-    echo "lavis-smoke: no LAVIS environment at $LAVIS_VENV: run \`make lavis-env\` (scripts/lavis_env.sh) first" >&2
+    echo "lavis-smoke: no LAVIS environment at $LAVIS_VENV: run \`make lavis-env\` (tools/lavis/env.sh) first" >&2
     exit 1
 fi
 start=$(date +%s)
@@ -34,8 +34,8 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
 # 1. deterministic stand-ins
-"$LAVIS_VENV/bin/python" -W ignore "$ROOT/lavis/make_standins.py" "$TMP/a" >/dev/null
-"$LAVIS_VENV/bin/python" -W ignore "$ROOT/lavis/make_standins.py" "$TMP/b" >/dev/null
+"$LAVIS_VENV/bin/python" -W ignore "$ROOT/tools/lavis/make_standins.py" "$TMP/a" >/dev/null
+"$LAVIS_VENV/bin/python" -W ignore "$ROOT/tools/lavis/make_standins.py" "$TMP/b" >/dev/null
 if ! diff -r "$TMP/a" "$TMP/b" >/dev/null; then
     echo "lavis-smoke: FAILED: two builds of the LAVIS stand-ins differ" >&2
     exit 1
@@ -57,7 +57,7 @@ from pathlib import Path
 import nbformat
 from nbclient.exceptions import CellExecutionError
 
-from vlsteps.tools.runner import CHECK, IGNORE, run_twice, tagged, text_outputs as text
+from tools.runner import CHECK, IGNORE, run_twice, tagged, text_outputs as text
 
 path = Path(sys.argv[1])
 committed = nbformat.read(path, as_version=4)

@@ -7,8 +7,8 @@ import json
 import re
 from functools import cache
 
-from .. import registry, sizes
-from ..architectures import MEASURED as RESULTS
+from vlsteps import registry, sizes
+from vlsteps.architectures import MEASURED as RESULTS
 
 START, END = "<!-- sizes:start -->", "<!-- sizes:end -->"
 _BLOCK = re.compile(re.escape(START) + r".*?" + re.escape(END), re.S)
@@ -122,9 +122,15 @@ def model_table() -> str:
                     f"{m.dtype} | {', '.join(m.notebooks)} |")
     total = sum(m.download_gb for m in registry.MODELS.values() if not m.optional)
     left_out = ", ".join(f"`{m.key}` ({m.download_gb:g} GB)" for m in registry.MODELS.values() if m.optional)
-    rows.append(f"| **all** | `scripts/download_models.sh all`: every model above except the optional {left_out} "
+    rows.append(f"| **all** | `tools/download_models.sh all`: every model above except the optional {left_out} "
                 f"(it says so when it starts) | | **{total:.1f} GB** | | | | | | |")
     return "\n".join(rows)
+
+
+def computed_data() -> dict:
+    """What vlsteps/architectures/computed.json holds: every key's parameters and weight bytes per dtype."""
+    return {key: {"params": sizes.param_count(key),
+                  "weight_bytes": {d: sizes.weight_bytes(key, d) for d in sizes.DTYPES}} for key in registry.MODELS}
 
 
 def measured_table() -> str:

@@ -1,6 +1,6 @@
 """Tiny offline stand-ins for the LAVIS BLIP-2 route: a fake Hugging Face cache and torch-hub cache.
 
-    .venv-lavis/bin/python lavis/make_standins.py ROOT      (prints the environment to export)
+    .venv-lavis/bin/python tools/lavis/make_standins.py ROOT      (prints the environment to export)
 
 LAVIS fetches its pieces by name at load time: the Q-Former's BERT (`bert-base-uncased`) and the language model
 (`google/flan-t5-xl`) from the Hugging Face hub, and its own checkpoints (`eva_vit_g.pth`,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the browser that tests/test_browser.py drives (Debian's chromium at /usr/bin/chromium).
 #
-#   scripts/browser_deps.sh         (what `make test` and .ci/run call first)
+#   tools/browser_deps.sh         (what `make test` and .ci/run call first)
 #
 # Playwright's own `playwright install` downloads its browsers from a CDN that CI cannot reach, so the test
 # launches the distribution's Chromium instead. Idempotent: does nothing when /usr/bin/chromium exists.

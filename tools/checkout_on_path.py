@@ -1,4 +1,4 @@
-"""Put this checkout on the running venv's import path with a .pth file: `VENV/bin/python scripts/checkout_on_path.py`.
+"""Put this checkout on the running venv's import path with a .pth file: `VENV/bin/python tools/checkout_on_path.py`.
 
 Every venv of the project (.venv, .venv-lavis, check_python.sh's) uses this instead of `pip install -e .`: pip's
 editable build prints a setuptools warning in every mode, and in .venv-lavis vlsteps' declared dependencies

@@ -1,8 +1,8 @@
 """Execute the notebooks: `make run` (executed copies + HTML in build/) and `make notebooks` (refresh in place).
 
-    python -m vlsteps.tools.runner --out build [NAME ...]
-    python -m vlsteps.tools.runner --refresh [NAME ...]
-    python -m vlsteps.tools.runner --sync [NAME ...]     badge and install cell only, nothing executed
+    python -m tools.runner --out build [NAME ...]
+    python -m tools.runner --refresh [NAME ...]
+    python -m tools.runner --sync [NAME ...]     badge and install cell only, nothing executed
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import nbformat
 
-from .. import models
+from vlsteps import models
 from . import notebooks
 from .output_scan import QUIET_ENV, problems
 
@@ -149,7 +149,7 @@ def run(selected: list[notebooks.Notebook], out: Path) -> int:
         print(f"{nb.name}: ok in {time.perf_counter() - start:.1f} s -> {out / nb.name}.ipynb/.html", flush=True)
     if any(not models.is_real(m.key) for nb in ran for m in nb.models if not m.optional):
         print("NOTE: stand-ins (tiny random weights) were used where a model is not downloaded; their outputs are"
-              " gibberish by design. Download real checkpoints with scripts/download_models.sh KEY.")
+              " gibberish by design. Download real checkpoints with tools/download_models.sh KEY.")
     if failed:
         print(f"FAILED: {', '.join(failed)}")
     return 1 if failed else 0
@@ -170,14 +170,14 @@ def refresh(selected: list[notebooks.Notebook], execute_cells: bool = True) -> i
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m vlsteps.tools.runner", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m tools.runner", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", help="notebook names (default: all)")
     parser.add_argument("--out", type=Path, default=Path("build"))
     parser.add_argument("--refresh", action="store_true",
                         help="execute on stand-ins and rewrite notebooks/ keeping only nbval-check-output outputs")
     parser.add_argument("--sync", action="store_true",
-                        help="only rewrite each notebook's badge and install cell (vlsteps.tools.notebooks; no run)")
+                        help="only rewrite each notebook's badge and install cell (tools.notebooks; no run)")
     args = parser.parse_args()
     selected = [notebooks.get(n) for n in args.names] if args.names else notebooks.NOTEBOOKS
     if args.refresh or args.sync:

@@ -11,7 +11,7 @@ one whose step does not finish in time is recorded with the memory and time it r
 every model in float32 before any in bfloat16. Results merge into vlsteps/architectures/measured.json under this
 machine's name.
 
-    python -m vlsteps.sizes [KEY...] [--timeout STEP_SECONDS] [--dtype float32]     (or: make sizes)
+    python -m tools.dryrun [KEY...] [--timeout STEP_SECONDS] [--dtype float32]     (or: make sizes)
 """
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ import subprocess
 import sys
 import time
 
-from .. import architectures, registry, sizes
-from ..files import atomic_write
+from vlsteps import architectures, registry, sizes
+from vlsteps.files import atomic_write
 
 RESULTS = architectures.MEASURED
 MARGIN_GB = 3.0           # left to other processes on this machine
@@ -235,7 +235,7 @@ def child(key: str, dtype_name: str, device: str, step_timeout: float) -> dict:
 # ---- the parent: fit checks, subprocesses, the results file ----
 
 def _run_child(key: str, dtype: str, device: str, step_timeout: float) -> dict:
-    cmd = ["nice", "-n", "10", sys.executable, "-m", "vlsteps.tools.dryrun", "--child", key, dtype, device,
+    cmd = ["nice", "-n", "10", sys.executable, "-m", "tools.dryrun", "--child", key, dtype, device,
            str(step_timeout)]
     t0 = time.perf_counter()
     timeout = 3 * step_timeout   # the build and the imports come on top of the step's own deadline
@@ -268,7 +268,7 @@ def measure(key: str, dtype: str, device: str, step_timeout: float) -> dict:
 def load_results() -> dict:
     if RESULTS.exists():
         return json.loads(RESULTS.read_text(encoding="utf-8"))
-    return {"_comment": "Written by `python -m vlsteps.sizes` (vlsteps/tools/dryrun.py): full-size dry runs with untrained "
+    return {"_comment": "Written by `python -m tools.dryrun` (`make sizes`): full-size dry runs with untrained "
                         "weights, one machine per entry. Do not edit by hand.", "machines": {}}
 
 
@@ -277,7 +277,7 @@ def save(results: dict) -> None:
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="python -m vlsteps.sizes", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.dryrun", description=__doc__.split("\n\n")[0])
     parser.add_argument("keys", nargs="*", help="registry keys (default: all)")
     parser.add_argument("--timeout", type=float, default=STEP_TIMEOUT_S,
                         help=f"seconds one workload step may take (default {STEP_TIMEOUT_S})")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .. import registry
+from vlsteps import registry
 
 HOME = "https://github.com/vlsteps/vlsteps"     # the project's home: pyproject.toml's Homepage says the same
 GITHUB_REPO = HOME.removeprefix("https://github.com/")
@@ -29,7 +29,7 @@ if "google.colab" in sys.modules:
         %pip install -q --no-deps "{spec}"
     else:
         print(f"This Colab runs Python {{sys.version_info.major}}.{{sys.version_info.minor}}: salesforce-lavis 1.0.2 "
-              "cannot be installed here. Run this notebook locally after `{hint}` (Python 3.11).")"""
+              "cannot be installed here. Run this notebook locally after `{hint}` (Python 3.11).")"""  # noqa: E501
 
 
 @dataclass(frozen=True)

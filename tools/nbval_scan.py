@@ -33,4 +33,4 @@ def pytest_runtest_makereport(item, call):
     if found:
         report.outcome = "failed"
         report.longrepr = (f"{item.nodeid}: the cell ran, but a learner would see this (fix it, or allow it with a "
-                           "reason in vlsteps/tools/output_scan.py ALLOWED):\n  " + "\n  ".join(found))
+                           "reason in tools/output_scan.py ALLOWED):\n  " + "\n  ".join(found))

@@ -2,12 +2,12 @@
 # Prove that one Python version works: a fresh venv from the pinned files, the unit tests and every notebook of
 # the main kernel under nbval on stand-ins. Nothing is shared with .venv; the venv is removed afterwards.
 #
-#   scripts/check_python.sh 3.13            (`make check-python V=3.13`; CI runs the newest supported one)
+#   tools/check_python.sh 3.13            (`make check-python V=3.13`; CI runs the newest supported one)
 #
 # The interpreter is `python3.13` on PATH, else pyenv's. Exit 0 when everything passed; the last line is the
 # summary the README's Python table is made of.
 set -uo pipefail
-ver=${1:?usage: scripts/check_python.sh VERSION (e.g. 3.13)}
+ver=${1:?usage: tools/check_python.sh VERSION (e.g. 3.13)}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$ROOT/build/python-$ver
 py=""
@@ -31,7 +31,7 @@ VPY=$WORK/venv/bin/python
 # No pip cache: the venv is thrown away, and cached CUDA wheels would hold gigabytes of the disk after it.
 if ! { "$VPY" -m pip install -q --no-cache-dir --upgrade pip &&
        "$VPY" -m pip install -q --no-cache-dir -r "$ROOT/requirements-dev.txt" &&
-       "$VPY" "$ROOT/scripts/checkout_on_path.py"; } > "$WORK/install.log" 2>&1; then
+       "$VPY" "$ROOT/tools/checkout_on_path.py"; } > "$WORK/install.log" 2>&1; then
     grep -v "^WARNING: Location" "$WORK/install.log" | tail -n 15 | cut -c1-400
     if grep -q "No space left on device" "$WORK/install.log"; then
         echo "check-python $ver: the disk filled up: the venv holds a CUDA build of torch (about 6 GB, measured)" \

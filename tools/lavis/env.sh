@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create or refresh the LAVIS virtualenv (.venv-lavis) and register its Jupyter kernel "vlsteps-lavis".
 #
-#   scripts/lavis_env.sh            (what `make lavis-env` runs)
+#   tools/lavis/env.sh            (what `make lavis-env` runs)
 #
 # salesforce-lavis 1.0.2 needs transformers<4.27 and NumPy 1.x, so it gets its own environment; nothing is
 # installed into the main .venv. Idempotent: a stamp holding the hash of the requirements, the constraints and
@@ -9,7 +9,7 @@
 #
 # The kernel spec is written to two places:
 #   $LAVIS_VENV/jupyter-kernel/share/jupyter/kernels/vlsteps-lavis   only this kernel: safe to put on JUPYTER_PATH
-#                                                                      (scripts/lavis_smoke.sh does)
+#                                                                      (tools/lavis/smoke.sh does)
 #   $MAIN_VENV/share/jupyter/kernels/vlsteps-lavis                     when the main venv exists: its jupyter lab
 #                                                                      and nbclient then list the kernel as is
 # Environment:
@@ -21,7 +21,7 @@
 #   MAIN_VENV       the main venv that also gets the kernel spec (default <repo>/.venv; skipped if missing)
 #   KERNEL_NAME     default vlsteps-lavis (notebooks/blip2_lavis.ipynb names this kernel)
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 is_311() { "$1" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; }
 if [ -z "${LAVIS_PYTHON:-}" ]; then
     for candidate in python3.11 python3; do
@@ -30,13 +30,13 @@ if [ -z "${LAVIS_PYTHON:-}" ]; then
         fi
     done
 fi
-# `lavis_env.sh --has-python`: whether there is an interpreter to build the environment with (lavis_smoke.sh).
+# `env.sh --has-python`: whether there is an interpreter to build the environment with (smoke.sh).
 if [ "${1:-}" = "--has-python" ]; then [ -n "${LAVIS_PYTHON:-}" ]; exit; fi
 LAVIS_VENV=${LAVIS_VENV:-$ROOT/.venv-lavis}
 MAIN_VENV=${MAIN_VENV:-$ROOT/.venv}
 KERNEL_NAME=${KERNEL_NAME:-vlsteps-lavis}
-REQ=$ROOT/lavis/requirements-lavis.txt
-CON=$ROOT/lavis/constraints-lavis.txt
+REQ=$ROOT/tools/lavis/requirements-lavis.txt
+CON=$ROOT/tools/lavis/constraints-lavis.txt
 STAMP=$LAVIS_VENV/.vlsteps-installed
 PY=$LAVIS_VENV/bin/python
 
@@ -66,7 +66,7 @@ else
     # what is actually imported, once, on first use.
     "$PY" -m pip install -q --no-compile -r "$REQ" -c "$CON"
     # vlsteps itself (sample photos, prompts, answers) goes on the path through a .pth file, not pip.
-    "$PY" "$ROOT/scripts/checkout_on_path.py"
+    "$PY" "$ROOT/tools/checkout_on_path.py"
     # Proof that the LAVIS API imports, with the versions that matter.
     "$PY" - <<'PYEOF'
 import warnings

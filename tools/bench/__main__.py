@@ -1,0 +1,46 @@
+"""Benchmarks (not tests) of the two ways the collection embeds images, on real-size CLIP towers with random weights:
+
+    python -m tools.bench index [--arch B/32|L/14]        (make bench) the CLIP notebook's batched indexing against
+                                                          the one-image-per-call loop of the tutorial it replaces
+    python -m tools.bench serve [--arch B/32|L/14|both]   the HTTP service, batched against one request one forward
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import index, serve, workload
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="what", required=True)
+    p = sub.add_parser("index", help="image-embedding throughput: batched ClipEmbedder vs the original loop")
+    p.add_argument("--arch", choices=list(workload.ARCHS), default="B/32")
+    p.add_argument("--images", type=int, help="JPEGs per round (default: 16 for B/32, 8 for L/14)")
+    p.add_argument("--rounds", type=int, help="at least this many interleaved rounds (default: 4 for B/32, 2 for "
+                                               "L/14); more, up to 4x, while under --seconds")
+    p.add_argument("--seconds", type=float, default=100.0, help="time budget for extra rounds (default 100)")
+    p.add_argument("--batch", type=int, help="batch size of the batched path")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    p.add_argument("--no-prefetch", action="store_true", help="decode the next batch in the main thread")
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "both"], default="auto",
+                   help="dtype(s) of the batched path; the original style is always float32. auto: both where "
+                        "the CPU has native bf16 (AVX512_BF16/AMX), else float32")
+    p = sub.add_parser("serve", help="the HTTP service, batched vs one request one forward, at concurrency 1/4/16")
+    p.add_argument("--arch", choices=[*workload.ARCHS, "both"], default="both")
+    p.add_argument("--requests", type=int, help="one-image requests per level and server (default 64 B/32, 24 L/14)")
+    args = parser.parse_args(argv)
+    if args.what == "serve":
+        archs = list(workload.ARCHS) if args.arch == "both" else [args.arch]
+        serve.bench_serve(archs, requests={a: args.requests for a in archs} if args.requests else None)
+    if args.what == "index":
+        dtypes = {"float32": ("float32",), "bfloat16": ("bfloat16",), "both": ("float32", "bfloat16"),
+                  "auto": ("float32", "bfloat16") if index.cpu_has_bf16() else ("float32",)}[args.dtype]
+        index.bench_index(args.arch, args.images, args.rounds, args.batch, args.threads,
+                          prefetch=not args.no_prefetch, seconds=args.seconds, dtypes=dtypes)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

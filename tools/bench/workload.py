@@ -1,0 +1,68 @@
+"""What both benchmarks run: a CLIP image tower at its real size with random weights (throughput does not depend
+on the weights' values), photo-like JPEG files, and a timer."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+# Public hyper-parameters of the two CLIP image towers (Radford et al. 2021, table 20).
+ARCHS = {
+    "B/32": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+                 patch_size=32, image_size=224, projection_dim=512),
+    "L/14": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
+                 patch_size=14, image_size=224, projection_dim=768),
+}
+
+
+def build_model(arch_name: str):
+    """A CLIPModel with the real vision tower for arch_name, random weights, and a tiny text tower (the text
+    tower is never run here). Plus a CLIPProcessor with CLIP's real preprocessing settings."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTextConfig, CLIPVisionConfig
+
+    from vlsteps.standins.tiny_tokenizers import clip_tokenizer
+    arch = ARCHS[arch_name]
+    tok = clip_tokenizer()
+    text = CLIPTextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                          num_attention_heads=2, max_position_embeddings=77, projection_dim=arch["projection_dim"],
+                          bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    vision = CLIPVisionConfig(**arch)
+    config = CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(),
+                        projection_dim=arch["projection_dim"])
+    config._attn_implementation = "sdpa"
+    torch.manual_seed(0)
+    model = CLIPModel(config).eval()
+    processor = CLIPProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 224},
+                                                                 crop_size={"height": 224, "width": 224}),
+                              tokenizer=tok)
+    return model, processor
+
+
+def make_images(n: int, folder: Path, seed: int = 0) -> list[Path]:
+    """n JPEG files (~640x480, like photos) cut from the sample photos with seeded random crops/flips."""
+    from vlsteps.images import sample_photos
+    rng = np.random.default_rng(seed)
+    photos = list(sample_photos().values())
+    paths = []
+    for i in range(n):
+        im = photos[i % len(photos)]
+        w, h = im.size
+        cw, ch = int(w * rng.uniform(0.6, 1.0)), int(h * rng.uniform(0.6, 1.0))
+        x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        crop = im.crop((x, y, x + cw, y + ch)).resize((640, 480), Image.BICUBIC)
+        if rng.random() < 0.5:
+            crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
+        path = folder / f"img_{i:04d}.jpg"
+        crop.save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
+def timed(fn) -> float:
+    """Seconds one call of fn takes."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
