@@ -30,7 +30,7 @@ _UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4
 # those of the parsers under it (struct.error, zlib.error). Its pixel cap, checked in Image.open and inside some
 # plugins (a GIF frame larger than its screen), raises DecompressionBombError (and DecompressionBombWarning where
 # warnings are errors): those say the image is too large.
-DECODE_ERRORS = (OSError, SyntaxError, EOFError, ValueError, struct.error, zlib.error)
+_DECODE_ERRORS = (OSError, SyntaxError, EOFError, ValueError, struct.error, zlib.error)
 
 
 class ImageLoadError(ValueError):
@@ -156,7 +156,7 @@ def _decoding(name: str, max_pixels: int):
         count = re.search(r"\((\d+) pixels\)", str(e))
         raise _too_large(name, f"{int(count[1]):,}" if count else "too many",
                          min(max_pixels, Image.MAX_IMAGE_PIXELS)) from None
-    except DECODE_ERRORS as e:
+    except _DECODE_ERRORS as e:
         raise ImageLoadError(f"{name} is not a readable image ({_type_name(e)}); "
                              f"pass a {', '.join(FORMATS[:-1])} or {FORMATS[-1]}") from None
 
