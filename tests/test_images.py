@@ -1,5 +1,6 @@
 import io
 import socket
+import struct
 import threading
 import time
 from contextlib import contextmanager
@@ -7,8 +8,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
 from PIL import Image, ImageDraw
 
+from hostile_images import (display_p3_profile, encode, exif_block, hostile_image_bytes, odd_mode_images,
+                            text_chunk_bomb, with_size)
 from vlsteps import ImageLoadError, load_image, sample_photo, sample_photos
 from vlsteps.images import SAMPLE_PHOTOS
 from vlsteps.net import AddressPolicy
@@ -311,3 +315,94 @@ def test_save_photos_writes_each_png_once_and_never_a_torn_one(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         save_photos({"green": Interrupted()}, tmp_path)
     assert not (tmp_path / "green.png").exists(), "no half-written PNG that a second run would take as whole"
+
+
+@pytest.mark.parametrize("kind", [b"zTXt", b"iTXt"])
+def test_a_text_chunk_bomb_is_one_clear_error(kind):
+    with pytest.raises(ImageLoadError, match=r"not a readable image \(ValueError\); pass a JPEG"):
+        load_image(text_chunk_bomb(kind))
+
+
+@pytest.mark.parametrize("format", ["PNG", "WEBP"])
+def test_a_photo_with_exif_that_pil_cannot_write_back_still_turns_upright(format):
+    exif = exif_block((0x0112, 3, 1, struct.pack(">HH", 6, 0)),      # orientation 6: rotate to view
+                      (0x0119, 2, 4, b"cam\0"))                     # MaxSampleValue, a SHORT, stored as text
+    assert load_image(encode(Image.new("RGB", (4, 2)), format, exif=exif)).size == (2, 4)
+
+
+@pytest.mark.parametrize("format", ["JPEG", "PNG"])
+def test_a_huge_image_says_its_size_and_the_limit(format):
+    data = with_size(encode(Image.new("RGB", (8, 8)), format), format, 65500, 65500)   # past PIL's own cap
+    with pytest.raises(ImageLoadError) as error:
+        load_image(data)
+    assert str(error.value) == ("The image is too large: 4,290,250,000 pixels, over the 40,000,000-pixel limit "
+                                "(a decompression bomb or a huge scan); resize it first")
+
+
+@pytest.mark.filterwarnings("error::PIL.Image.DecompressionBombWarning")
+def test_pils_bomb_warning_raised_as_an_error_is_one_clear_error():
+    data = with_size(encode(Image.new("RGB", (8, 8)), "PNG"), "PNG", 12000, 10000)    # past PIL's warning line
+    with pytest.raises(ImageLoadError, match="too large: 120,000,000 pixels, over the 40,000,000-pixel limit"):
+        load_image(data)
+
+
+@pytest.mark.parametrize("source", [np.zeros((480, 640, 3), np.uint8), 42, None, [b"\x89PNG"]],
+                         ids=["array", "int", "None", "list"])
+def test_an_unsupported_source_type_says_what_is_accepted(source):
+    with pytest.raises(ImageLoadError) as error:
+        load_image(source)
+    message = str(error.value)
+    assert message.startswith("load_image takes a PIL image, a path, an http(s) URL or the bytes of an image file")
+    assert len(message) < 200 and "[" not in message
+
+
+def p3_orange(format, mode="RGB", profile=None):
+    """An orange in Display P3 (what an iPhone stores), tagged with its profile: sRGB (214, 115, 0) on screen."""
+    fill = (201, 120, 41, 255)[:len(mode)]
+    return encode(Image.new(mode, (8, 8), fill), format, icc_profile=profile or display_p3_profile())
+
+
+@pytest.mark.parametrize("format", ["PNG", "JPEG", "WEBP"])
+def test_a_display_p3_photo_is_converted_to_srgb(format):
+    for source in (p3_orange(format), Image.open(io.BytesIO(p3_orange(format)))):
+        image = load_image(source)
+        assert np.abs(np.subtract(image.getpixel((4, 4)), (214, 115, 0))).max() <= 3, format
+        assert load_image(image).getpixel((4, 4)) == image.getpixel((4, 4)), "loaded again: converted once only"
+
+
+def test_a_p3_image_with_alpha_is_converted_then_composited():
+    assert np.abs(np.subtract(load_image(p3_orange("PNG", "RGBA")).getpixel((0, 0)), (214, 115, 0))).max() <= 3
+
+
+@pytest.mark.parametrize("profile", [display_p3_profile()[:200], b"not a profile", b"\0" * 128],
+                         ids=["truncated", "garbage", "zeros"])
+def test_a_broken_profile_leaves_the_pixels_as_they_are(profile):
+    assert load_image(p3_orange("PNG", profile=profile)).getpixel((0, 0)) == (201, 120, 41)
+
+
+def test_a_profile_for_other_pixels_is_ignored():
+    grey = encode(Image.new("L", (4, 4), 100), "PNG", icc_profile=display_p3_profile())   # an RGB profile on grey
+    assert load_image(grey).getpixel((0, 0)) == (100, 100, 100)
+
+
+# Derandomized: CI sees the same examples on every run (and no .hypothesis/ folder is written).
+HOSTILE = settings(max_examples=200, deadline=None, derandomize=True, database=None,
+                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+@HOSTILE
+@given(hostile_image_bytes())
+def test_a_hostile_upload_loads_as_8_bit_rgb_or_raises_image_load_error(data):
+    try:
+        image = load_image(data)
+    except ImageLoadError as e:
+        assert str(e).startswith("The image is ") and "\n" not in str(e)
+    else:
+        assert image.mode == "RGB" and min(image.size) >= 1
+
+
+@HOSTILE
+@given(odd_mode_images())
+def test_an_image_in_any_mode_loads_as_8_bit_rgb_of_its_size(image):
+    loaded = load_image(image)
+    assert loaded.mode == "RGB" and loaded.size == image.size

@@ -1,4 +1,5 @@
 """The generated-test-image cache: seeded, saved with metadata, skipped when present, same pixels again."""
+import io
 import json
 
 import numpy as np
@@ -119,3 +120,38 @@ def test_a_sidecar_that_is_not_json_text_is_skipped(tmp_path):
     (tmp_path / "cat" / "cat_002.json").write_text("[" * 100000)    # deeper than the JSON decoder goes
     assert len(retrieval_set.load_records(tmp_path)) == 4
     assert not retrieval_set.is_present(tmp_path, specs[1]) and not retrieval_set.is_present(tmp_path, specs[2])
+
+
+@pytest.mark.parametrize("size", [(7, 7), (16, 8), (32, 32)])
+def test_an_image_of_another_size_than_planned_is_refused_not_saved(tmp_path, size):
+    specs = _plan()
+    with pytest.raises(ValueError, match=rf"cat/cat_000 is {size[0]}x{size[1]}, the plan says 16x16: make the "
+                                         "generation call pass the plan's width and height"):
+        retrieval_set.generate(specs, lambda prompts, seeds: [Image.new("RGB", size) for _ in prompts], tmp_path,
+                               batch_size=2, progress=False)
+    assert not list(tmp_path.rglob("*.*")) and retrieval_set.load_records(tmp_path) == []
+
+
+def png_bytes(size):
+    buffer = io.BytesIO()
+    Image.new("RGB", size).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("damage", [lambda whole: b"", lambda whole: b"not a png", lambda whole: whole[:len(whole) // 2],
+                                    lambda whole: whole[:60], lambda whole: png_bytes((7, 7))],
+                         ids=["empty", "not-a-png", "torn", "header-only", "another-size"])
+def test_a_png_that_does_not_decode_at_its_size_counts_as_missing_and_is_regenerated(tmp_path, damage):
+    gen = FakeGenerator()
+    specs = _plan()
+    records = retrieval_set.generate(specs, gen, tmp_path, batch_size=2, progress=False)
+    png = tmp_path / "cat" / "cat_001.png"
+    whole = png.read_bytes()
+    png.write_bytes(damage(whole))
+    assert not retrieval_set.is_present(tmp_path, specs[1])
+    assert [r["path"] for r in retrieval_set.load_records(tmp_path)] == sorted(r["path"] for r in records
+                                                                              if r["path"] != str(png))
+    gen.calls.clear()
+    assert retrieval_set.generate(specs, gen, tmp_path, batch_size=2, progress=False) == records
+    assert gen.calls == [[specs[0].seed, specs[1].seed]]             # its batch, regenerated
+    assert png.read_bytes() == whole and len(retrieval_set.load_records(tmp_path)) == 6

@@ -2,10 +2,15 @@
 from __future__ import annotations
 
 import io
+import os
+import re
+import struct
+import zlib
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageCms
 
 from .net import AddressPolicy, FetchError, fetch
 
@@ -14,6 +19,18 @@ MAX_PIXELS = 40_000_000         # ~ 8000 x 5000; past that it is a decompression
 # The formats decoded, and the ones the error message offers: Image.open tries no other plugin (EPS would run
 # Ghostscript). MPO, the multi-picture JPEG of some cameras, opens as JPEG.
 FORMATS = ("JPEG", "PNG", "WebP", "GIF", "BMP")
+# EXIF orientation -> the transpose that shows the photo upright (ImageOps.exif_transpose's table: that function also
+# writes the EXIF back, and fails on tags of another type than the standard's, which real cameras write: Pillow
+# issues 6799 and 8965; the loaded image keeps no EXIF).
+_UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+            8: Image.Transpose.ROTATE_90}
+# What a broken or hostile file makes PIL raise, opening or decoding: its own errors (OSError, SyntaxError and EOFError
+# for a corrupt or cut-off file, ValueError for a text chunk that inflates past PngImagePlugin.MAX_TEXT_CHUNK) and
+# those of the parsers under it (struct.error, zlib.error). Its pixel cap, checked in Image.open and inside some
+# plugins (a GIF frame larger than its screen), raises DecompressionBombError (and DecompressionBombWarning where
+# warnings are errors): those say the image is too large.
+_DECODE_ERRORS = (OSError, SyntaxError, EOFError, ValueError, struct.error, zlib.error)
 
 
 class ImageLoadError(ValueError):
@@ -78,27 +95,28 @@ def save_photos(photos: dict[str, Image.Image], folder: Path | None = None) -> d
 
 def load_image(source, *, timeout: float | None = None, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS,
                policy: AddressPolicy = AddressPolicy()) -> Image.Image:
-    """An upright RGB PIL image from a PIL image, a path, an http(s) URL or the bytes of an image file (an upload),
-    with size limits and clear errors.
+    """An upright 8-bit sRGB PIL image from a PIL image, a path, an http(s) URL or the bytes of an image file (an
+    upload), with size limits and clear errors.
 
     `timeout` caps a whole download (default: VLSTEPS_TIMEOUT, else 30 s). `policy` says which addresses a URL may
     reach: all by default; code that loads URLs other people send passes `AddressPolicy.from_env()`.
     """
+    name = "The image"
     if isinstance(source, Image.Image):
-        image, name = source, "The image"
+        image = source
     elif isinstance(source, (bytes, bytearray)):
-        name = "The image"
         if len(source) > max_bytes:
             raise ImageLoadError(f"{name} is {len(source) / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit; "
                                  "shrink it first")
         image = _opened(bytes(source), name, max_pixels)
-    else:
+    elif isinstance(source, (str, os.PathLike)):
         name = str(source)
         image = _opened(_read(name, timeout, max_bytes, policy), name, max_pixels)
-    try:
+    else:
+        raise ImageLoadError(f"load_image takes a PIL image, a path, an http(s) URL or the bytes of an image file, "
+                             f"not {_type_name(source)} (for pixels in an array: Image.fromarray(array))")
+    with _decoding(name, max_pixels):   # a truncated or corrupt file shows only when decoded
         return _normalised(image)
-    except (OSError, SyntaxError, ValueError) as e:   # a truncated or corrupt file shows only when decoded
-        raise _unreadable(name, e) from None
 
 
 def _read(source: str, timeout: float | None, max_bytes: int, policy: AddressPolicy) -> bytes:
@@ -120,36 +138,69 @@ def _read(source: str, timeout: float | None, max_bytes: int, policy: AddressPol
 
 def _opened(data: bytes, name: str, max_pixels: int) -> Image.Image:
     """The image with only its header read, so its size is checked before anything is decoded."""
-    try:
+    with _decoding(name, max_pixels):
         image = Image.open(io.BytesIO(data), formats=[f.upper() for f in FORMATS])
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError) as e:
-        raise _unreadable(name, e) from None
     width, height = image.size
     if width * height > max_pixels:
-        raise ImageLoadError(f"{name} is {width}x{height} pixels, over the {max_pixels:,}-pixel limit "
-                             "(a decompression bomb or a huge scan); resize it first")
+        raise _too_large(name, f"{width}x{height}", max_pixels)
     return image
 
 
-def _unreadable(name: str, error: Exception) -> ImageLoadError:
-    return ImageLoadError(f"{name} is not a readable image ({error.__class__.__name__}); "
-                          f"pass a {', '.join(FORMATS[:-1])} or {FORMATS[-1]}")
+@contextmanager
+def _decoding(name: str, max_pixels: int):
+    """PIL's errors on a broken or hostile file, as one ImageLoadError that says what to do."""
+    try:
+        yield
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        # PIL's cap (MAX_IMAGE_PIXELS, 2x that for the error) went off before ours could; it says the pixel count.
+        count = re.search(r"\((\d+) pixels\)", str(e))
+        raise _too_large(name, f"{int(count[1]):,}" if count else "too many",
+                         min(max_pixels, Image.MAX_IMAGE_PIXELS)) from None
+    except _DECODE_ERRORS as e:
+        raise ImageLoadError(f"{name} is not a readable image ({_type_name(e)}); "
+                             f"pass a {', '.join(FORMATS[:-1])} or {FORMATS[-1]}") from None
+
+
+def _type_name(value) -> str:
+    """`OSError`, `numpy.ndarray`, `zlib.error` (not a bare `error`)."""
+    kind = type(value)
+    return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+
+
+def _too_large(name: str, size: str, limit: int) -> ImageLoadError:
+    return ImageLoadError(f"{name} is too large: {size} pixels, over the {limit:,}-pixel limit (a decompression "
+                          "bomb or a huge scan); resize it first")
 
 
 def _normalised(image: Image.Image) -> Image.Image:
     """Upright 8-bit RGB: the one form every loaded image leaves in.
 
-    The EXIF orientation is applied (phones store photos sideways and flag it). Greys deeper than 8 bits are scaled,
-    not clipped: integers from 0..65535 and floats from 0..1, or from their own minimum..maximum when they lie
-    outside that range. Transparency is composited on white, as a viewer shows it: dropping the alpha channel
-    would show whatever colour the transparent pixels happen to hold.
+    The EXIF orientation is applied (phones store photos sideways and flag it) and an ICC profile's colours converted
+    to sRGB (`_srgb`). Greys deeper than 8 bits are scaled, not clipped: integers from 0..65535 and floats from 0..1,
+    or from their own minimum..maximum when they lie outside that range. Transparency is composited on white, as a
+    viewer shows it: dropping the alpha channel would show whatever colour the transparent pixels happen to hold.
     """
-    image = ImageOps.exif_transpose(image)
+    upright = _UPRIGHT.get(image.getexif().get(ExifTags.Base.Orientation))
+    image = _srgb(image.transpose(upright) if upright is not None else image)
     if image.mode in ("I", "F") or image.mode.startswith("I;16"):
         image = _grey_8bit(image)
     if image.has_transparency_data:
         image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
     return image.convert("RGB")
+
+
+def _srgb(image: Image.Image) -> Image.Image:
+    """The image converted to sRGB when it carries an ICC profile: phone photos are Display P3, and read as sRGB
+    their colours come out dull. A profile LittleCMS cannot read, or one for other pixels than the image's (an RGB
+    profile on a grey image), is ignored: the pixels are then taken as sRGB, as a browser does."""
+    profile = image.info.get("icc_profile")
+    if not profile or image.mode not in ("RGB", "RGBA", "CMYK", "L"):
+        return image
+    try:
+        return ImageCms.profileToProfile(image, io.BytesIO(profile), ImageCms.createProfile("sRGB"),
+                                         outputMode="RGBA" if image.mode == "RGBA" else "RGB")
+    except ImageCms.PyCMSError:
+        return image
 
 
 def _grey_8bit(image: Image.Image) -> Image.Image:

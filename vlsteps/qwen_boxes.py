@@ -19,7 +19,8 @@ import re
 
 from .boxes import Box
 
-_FENCE = re.compile(r"```[ \t]*(?:json|JSON)?[ \t]*\n?")
+# An opening fence: one that JSON follows (a closing fence, or backticks in a label, are followed by something else).
+_OPENING_FENCE = re.compile(r"```[ \t]*(?:json|JSON)?\s*(?=[\[{])")
 
 
 def _number(v) -> float | None:
@@ -115,18 +116,27 @@ def parse_boxes(text) -> list[Box]:
     """
     if not isinstance(text, str) or not text.strip():
         return []
-    # The JSON starts inside the fence; where it ends is found by parsing, not by the closing fence (a label may
-    # hold backticks too).
-    fenced = _FENCE.search(text)
-    payload = text[fenced.end():] if fenced else text
-    try:
-        for value in _json_values(payload):
-            items = value if isinstance(value, list) else [value]
-            boxes = [b for b in (_box(item) for item in items) if b is not None]
-            if boxes:
-                return boxes
-    except (_Truncated, RecursionError):   # cut off by max_new_tokens, or absurdly nested brackets
-        return []
+    # The JSON inside an opening fence first (prose before it may hold brackets of its own), then the whole text:
+    # what looked like a fence may be backticks in a label. Where the JSON ends is found by parsing, not by the
+    # closing fence (a label may hold backticks too).
+    fence = _OPENING_FENCE.search(text)
+    for payload in ([text[fence.end():]] if fence else []) + [text]:
+        try:
+            boxes = _first_boxes(payload)
+        except (_Truncated, RecursionError):   # cut off by max_new_tokens, or absurdly nested brackets
+            continue
+        if boxes:
+            return boxes
+    return []
+
+
+def _first_boxes(text: str) -> list[Box]:
+    """The boxes of the first JSON value in text that holds any; [] when none does."""
+    for value in _json_values(text):
+        items = value if isinstance(value, list) else [value]
+        boxes = [b for b in (_box(item) for item in items) if b is not None]
+        if boxes:
+            return boxes
     return []
 
 

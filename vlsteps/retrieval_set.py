@@ -9,8 +9,11 @@ guidance 0), so nothing model-specific lives here. What this module guarantees:
   generation differ in the last bit of a few pixels (different matmul shapes), so a batch is always
   re-generated whole, with the same neighbours, even when only one of its images is missing.
 - **Saved with metadata**: `<out>/<category>/<category>_<i>.png` plus a `.json` beside it holding the
-  prompt, seed, steps, guidance, size and model. An image is skipped when its PNG and a JSON with the
-  same settings exist; change a setting and it is regenerated.
+  prompt, seed, steps, guidance, size and model. An image is skipped when its PNG decodes at the planned
+  size and a JSON with the same settings exists; change a setting (or break the PNG) and it is regenerated.
+- **The size planned**: an image of another size than the plan's is refused, not resized: it means the
+  generation call ignores the plan's width and height, and a resized image is not what the recorded settings
+  make (nor what the index should embed).
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from typing import Callable, Sequence
 from PIL import Image
 
 from .files import atomic_write
+from .images import ImageLoadError, load_image
 
 # The generation call: (prompts, seeds) -> one PIL image per prompt, image i seeded with seeds[i].
 GenerateFn = Callable[[list[str], list[int]], list[Image.Image]]
@@ -99,7 +103,15 @@ def _sidecar(meta: Path) -> PlannedImage | None:
 
 def is_present(out_dir: Path, spec: PlannedImage) -> bool:
     png, meta = _paths(out_dir, spec)
-    return png.exists() and _sidecar(meta) == spec
+    return _sidecar(meta) == spec and _whole(png, spec)
+
+
+def _whole(png: Path, spec: PlannedImage) -> bool:
+    """Whether the PNG decodes at the planned size: an empty, torn or foreign file counts as missing."""
+    try:
+        return load_image(png).size == (spec.width, spec.height)
+    except ImageLoadError:
+        return False
 
 
 def batches(specs: Sequence[PlannedImage], batch_size: int) -> list[list[PlannedImage]]:
@@ -145,7 +157,12 @@ def generate(specs: Sequence[PlannedImage], generate_fn: GenerateFn, out_dir, ba
 
 
 def save(out_dir, spec: PlannedImage, image: Image.Image) -> Path:
-    """Write the PNG, then its JSON (the JSON last: a crash in between leaves the image 'missing')."""
+    """Write the PNG, then its JSON (the JSON last: a crash in between leaves the image 'missing').
+
+    Refuses an image of another size than planned (see the module doc)."""
+    if image.size != (spec.width, spec.height):
+        raise ValueError(f"The image for {spec.stem} is {image.width}x{image.height}, the plan says "
+                         f"{spec.width}x{spec.height}: make the generation call pass the plan's width and height")
     png, meta = _paths(Path(out_dir), spec)
     buf = io.BytesIO()
     image.convert("RGB").save(buf, format="PNG")
@@ -167,6 +184,6 @@ def load_records(out_dir) -> list[dict]:
     for meta in sorted(Path(out_dir).glob("*/*.json")):
         spec = _sidecar(meta)
         png = meta.with_suffix(".png")
-        if spec is not None and _paths(Path(out_dir), spec) == (png, meta) and png.exists():   # it describes itself
+        if spec is not None and _paths(Path(out_dir), spec) == (png, meta) and _whole(png, spec):   # describes itself
             out.append(record(out_dir, spec))
     return out
