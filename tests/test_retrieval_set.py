@@ -138,8 +138,9 @@ def png_bytes(size):
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize("damage", [lambda whole: b"", lambda whole: b"not a png", lambda whole: whole[:len(whole) // 2],
-                                    lambda whole: whole[:60], lambda whole: png_bytes((7, 7))],
+@pytest.mark.parametrize("damage", [lambda whole: b"", lambda whole: b"not a png",
+                                    lambda whole: whole[:len(whole) // 2], lambda whole: whole[:60],
+                                    lambda whole: png_bytes((7, 7))],
                          ids=["empty", "not-a-png", "torn", "header-only", "another-size"])
 def test_a_png_that_does_not_decode_at_its_size_counts_as_missing_and_is_regenerated(tmp_path, damage):
     gen = FakeGenerator()
