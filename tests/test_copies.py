@@ -66,8 +66,8 @@ def test_a_deliberately_altered_copy_is_caught(tmp_path, altered, side):
     assert problems[0].startswith("vlsteps/captioner/model.py:")
     assert "causal_mask differs from notebooks/captioner.ipynb: causal_mask" in problems[0]
     minus, plus = ("diagonal=1", "diagonal=0") if side == "copy" else ("diagonal=0", "diagonal=1")
-    assert f"-    return torch.triu(torch.ones(length, length, dtype=torch.bool, device=device), {minus})" in problems[0]
-    assert f"+    return torch.triu(torch.ones(length, length, dtype=torch.bool, device=device), {plus})" in problems[0]
+    line = "    return torch.triu(torch.ones(length, length, dtype=torch.bool, device=device), {})"
+    assert "-" + line.format(minus) in problems[0] and "+" + line.format(plus) in problems[0]
     run = subprocess.run([sys.executable, "-m", "vlsteps.tools.check_copies", "--root", str(tmp_path)],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 1 and "causal_mask differs" in run.stderr and "1 problems" in run.stdout
