@@ -1,4 +1,7 @@
-"""Writing a caption: greedy (the likeliest next word, every step) and beam search (the k likeliest prefixes)."""
+"""Writing a caption: greedy (the likeliest next word, every step) and beam search (the k likeliest prefixes).
+
+`greedy` and `beam` are copies of notebooks/captioner.ipynb's cells (checked by `python -m tools.check_copies`).
+"""
 from __future__ import annotations
 
 import torch
@@ -6,6 +9,7 @@ import torch
 from .data import Split, Vocabulary, pixels
 
 
+# Copied from notebooks/captioner.ipynb: greedy
 @torch.no_grad()
 def greedy(model, images: torch.Tensor, vocab: Vocabulary, max_len: int | None = None) -> list[str]:
     """One caption per uint8 image: feed <start>, append the argmax word, stop at <end> or `max_len` ids."""
@@ -22,6 +26,7 @@ def greedy(model, images: torch.Tensor, vocab: Vocabulary, max_len: int | None =
     return [vocab.decode(row) for row in ids.tolist()]
 
 
+# Copied from notebooks/captioner.ipynb: beam
 @torch.no_grad()
 def beam(model, images: torch.Tensor, vocab: Vocabulary, beam_size: int = 3, max_len: int | None = None,
          length_penalty: float = 0.7) -> list[str]:

@@ -1,5 +1,9 @@
 """The captioner: image features -> one Transformer encoder block -> one Transformer decoder block -> word logits.
 
+The notebook (notebooks/captioner.ipynb) writes the two blocks and the causal mask out for the reader; the
+definitions marked `# Copied from` are the package's copies of its cells, for training and serving without a
+notebook (`python -m tools.check_copies` checks that they still match).
+
 The document's architecture (its Keras layers, in PyTorch). One addition: a learned position embedding on the
 image tokens. Attention without positions treats the feature grid as an unordered set, and a caption that says
 "left of" needs to know where things are.
@@ -16,6 +20,7 @@ ENCODERS = ("cnn", "efficientnet_b1", "clip", "vit")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
+# Copied from notebooks/captioner.ipynb: causal_mask
 def causal_mask(length: int, device=None) -> torch.Tensor:
     """True where attention is forbidden: position t may look at positions 0..t only."""
     return torch.triu(torch.ones(length, length, dtype=torch.bool, device=device), diagonal=1)
@@ -106,6 +111,7 @@ def image_features(name: str) -> tuple[ImageFeatures, int]:
     raise ValueError(f"Unknown encoder {name!r}; choose one of {', '.join(ENCODERS)}")
 
 
+# Copied from notebooks/captioner.ipynb: TransformerEncoderBlock
 class TransformerEncoderBlock(nn.Module):
     """The document's encoder block: LayerNorm -> Dense(embed_dim, relu) -> self-attention -> add & LayerNorm."""
 
@@ -122,6 +128,7 @@ class TransformerEncoderBlock(nn.Module):
         return self.norm_out(x + attended)
 
 
+# Copied from notebooks/captioner.ipynb: TransformerDecoderBlock
 class TransformerDecoderBlock(nn.Module):
     """Token + position embeddings -> causal self-attention -> cross-attention to the image -> feed-forward;
     each followed by add & LayerNorm; then a linear layer to one logit per vocabulary word."""

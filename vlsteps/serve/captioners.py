@@ -117,12 +117,15 @@ def load(key: str, path, max_new_tokens: int = 30) -> Captioner:
             x = processor(text=KOSMOS_PROMPT, images=image, return_tensors="pt")
             return {k: x[k] for k in ("pixel_values", "input_ids", "attention_mask", "image_embeds_position_mask")}
 
-        def finish(text):   # the new tokens only: the caption after the prompt, with its entity tags removed
-            caption, _ = processor.post_process_generation(text)
-            return caption.removeprefix("An image of").strip()
+        # Copied from notebooks/blip.ipynb: kosmos_read
+        def kosmos_read(text):
+            """Kosmos-2's decoded text -> (the clean caption without the prompt, the entities)."""
+            caption, entities = processor.post_process_generation(text)
+            return caption.removeprefix("An image of").strip(), entities
 
-        return Captioner(model, lambda ids: processor.decode(ids, skip_special_tokens=True), prepare, finish,
-                         max_new_tokens, resolution(processor.image_processor))
+        # finish: the new tokens only, the caption after the prompt with its entity tags removed
+        return Captioner(model, lambda ids: processor.decode(ids, skip_special_tokens=True), prepare,
+                         lambda text: kosmos_read(text)[0], max_new_tokens, resolution(processor.image_processor))
     if key == "blip-caption":
         processor = t.BlipProcessor.from_pretrained(path)
         model = t.BlipForConditionalGeneration.from_pretrained(path, dtype=dtype).to(device)
