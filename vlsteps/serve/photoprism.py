@@ -6,6 +6,7 @@ PhotoPrism sends `images` as data URLs or https URLs (or one `url`), one image p
 """
 from __future__ import annotations
 
+import math
 import uuid
 from typing import Any, Optional
 
@@ -114,7 +115,7 @@ async def _labels(body: VisionRequest, request: Request, model_name: str) -> dic
         raise ServiceError(404, f"No labels model {name!r}; served: {LABELS_MODEL}.", request_id)
     image = _one_image(body, request_id, request)
     pool = request.app.state.pool
-    labels = await pool.labels(image, k=_label_count(body.options))
+    labels = await pool.labels(image, k=_label_count(body.options, request_id))
     embedder = pool.embedder()
     return {"id": request_id, "code": 200,
             "model": {"type": "labels", "name": LABELS_MODEL, "version": embedder.collection_tag,
@@ -124,9 +125,13 @@ async def _labels(body: VisionRequest, request: Request, model_name: str) -> dic
                                    "categories": []} for label in labels]}}
 
 
-def _label_count(options: dict | None) -> int:
-    """`options.num_predict` or `max_output_tokens` caps how many labels come back (default 5, at most 20)."""
+def _label_count(options: dict | None, request_id: str) -> int:
+    """`options.num_predict` or `max_output_tokens` caps how many labels come back (default 5, at most 20). Both are
+    integers to PhotoPrism and Ollama, which refuse Infinity, NaN and 1e400 (no int holds them): so does this."""
     value = (options or {}).get("num_predict") or (options or {}).get("max_output_tokens") or 5
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ServiceError(422, f"options: {value} labels is not a number; send a whole number from 1 to {MAX_LABELS}.",
+                           request_id)
     return max(1, min(MAX_LABELS, int(value))) if isinstance(value, (int, float)) else 5
 
 
