@@ -249,6 +249,13 @@ def test_a_lone_surrogate_is_the_same_422_on_texts_and_search(client):
     assert paired.status_code == 200 and paired.json()["texts"][0]["text"] == "\U0001F600 cat"
 
 
+def test_an_error_quoting_a_lone_surrogate_is_still_sent(client):
+    """The fetch error quotes the URL; a lone surrogate in it made the JSON answer itself fail (a 500)."""
+    r = client.post("/api/v1/vision/labels", content=b'{"images": ["http://\\ud800.example/x.jpg"]}',
+                    headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and "http://\\ud800.example/x.jpg" in r.json()["error"], r.text
+
+
 def test_oversized_bodies_and_uploads_are_refused_before_parsing(client, server):
     limit = server[0].state.settings.max_image_bytes
     huge = "data:image/jpeg;base64," + "A" * (limit // 3 * 4 + 400)

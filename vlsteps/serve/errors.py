@@ -23,7 +23,9 @@ class ServiceError(Exception):
 
 
 def error_response(status: int, message: str, request_id: str | None = None, headers=None) -> JSONResponse:
-    body = {"code": status, "error": message}
+    """The error as JSON; a lone surrogate the message quotes from the request (a URL sent as "http://\\ud800/")
+    is written as its escape, which UTF-8 can carry."""
+    body = {"code": status, "error": message.encode("utf-8", "backslashreplace").decode("utf-8")}
     if request_id:
         body = {"id": request_id, **body}
     return JSONResponse(body, status_code=status, headers=headers)
