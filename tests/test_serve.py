@@ -367,6 +367,15 @@ def test_the_body_deadline_ends_with_the_body(strict):
     assert httpx.post(f"{strict}/text-embeddings", json={"texts": ["a cat"]}, timeout=60).status_code == 200
 
 
+@pytest.mark.parametrize("raw", ["nan", "inf", "0"])
+@pytest.mark.parametrize("name", ["BODY_TIMEOUT_S", "FETCH_TIMEOUT_S"])
+def test_a_deadline_that_is_no_deadline_is_refused_at_start(monkeypatch, name, raw):
+    """NaN passed the check (no comparison holds for it) and made every body late at once; inf was no deadline."""
+    monkeypatch.setenv(f"VLSTEPS_SERVE_{name}", raw)
+    with pytest.raises(ValueError, match=f"VLSTEPS_SERVE_{name}=.* must be a finite number, at least 1"):
+        Settings.from_env()
+
+
 # --- legacy describe ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("path,name,version", [
     ("/api/v1/vision/describe", "kosmos-2", "patch14-224"),

@@ -18,8 +18,8 @@ def _number(name: str, default, kind=int, low=1):
         value = kind(raw)
     except ValueError:
         raise ValueError(f"{PREFIX}{name}={raw!r} is not a {kind.__name__}") from None
-    if value < low:
-        raise ValueError(f"{PREFIX}{name}={raw!r} must be at least {low}")
+    if not value >= low or value == float("inf"):       # NaN compares False, inf would wait forever
+        raise ValueError(f"{PREFIX}{name}={raw!r} must be a finite number, at least {low}")
     return value
 
 
