@@ -1,4 +1,5 @@
 import base64
+import contextlib
 import io
 import os
 import subprocess
@@ -88,19 +89,12 @@ def data_url(data: bytes) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(data).decode()
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """The service under uvicorn on 127.0.0.1, in this process (its models are the embedder the tests compare with),
-    with a Chroma index of its own, refusing private addresses: (app, base URL)."""
+@contextlib.contextmanager
+def serving(app):
+    """`app` under uvicorn on 127.0.0.1, in this process; yields its base URL."""
     import threading
 
     import uvicorn
-
-    from vlsteps.net import AddressPolicy
-    from vlsteps.serve.app import create_app
-    from vlsteps.serve.settings import Settings
-    app = create_app(Settings(**SERVE_SETTINGS, policy=AddressPolicy(allow_private=False),
-                              chroma_path=str(tmp_path_factory.mktemp("serve-chroma"))))
     port = free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
@@ -109,9 +103,24 @@ def server(tmp_path_factory):
     while not srv.started:
         assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
         time.sleep(0.05)
-    yield app, f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The service (its models are the embedder the tests compare with), with a Chroma index of its own, refusing
+    private addresses: (app, base URL)."""
+    from vlsteps.net import AddressPolicy
+    from vlsteps.serve.app import create_app
+    from vlsteps.serve.settings import Settings
+    app = create_app(Settings(**SERVE_SETTINGS, policy=AddressPolicy(allow_private=False),
+                              chroma_path=str(tmp_path_factory.mktemp("serve-chroma"))))
+    with serving(app) as url:
+        yield app, url
 
 
 @pytest.fixture(scope="module")

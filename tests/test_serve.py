@@ -2,9 +2,12 @@
 payload, the SSRF policy, auth, bad input, and batching across concurrent requests. All on stand-ins."""
 import asyncio
 import base64
+import contextlib
 import http.server
 import io
+import json
 import re
+import select
 import socket
 import threading
 import time
@@ -13,12 +16,13 @@ import httpx
 import numpy as np
 import pytest
 from conftest import SERVE_SETTINGS as SETTINGS
-from conftest import data_url, jpeg
+from conftest import data_url, jpeg, serving
+from PIL import Image, PngImagePlugin
 from fastapi.testclient import TestClient
 
 from vlsteps import sample_photo
 from vlsteps.serve import photofield
-from vlsteps.serve.app import create_app
+from vlsteps.serve.app import BodyGuard, create_app
 from vlsteps.serve.batching import SCORE_TOLERANCE
 from vlsteps.serve.settings import Settings
 
@@ -26,12 +30,36 @@ UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a
 
 
 @pytest.fixture(scope="module")
+def strict():
+    """A service with small limits and a 1 s body deadline, for tests that cross them; yields its base URL."""
+    with serving(create_app(Settings(**SETTINGS, max_image_bytes=100_000, max_images=2, body_timeout_s=1))) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with httpx.Client(base_url=server[1], timeout=120) as c:
+        yield c
+
+
+def png_text_bomb() -> bytes:
+    """A PNG whose compressed text chunk inflates past Pillow's cap: Pillow raises a bare ValueError for it."""
+    info = PngImagePlugin.PngInfo()
+    info.add_text("comment", "a" * (PngImagePlugin.MAX_TEXT_CHUNK + 1), zip=True)
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, "PNG", pnginfo=info)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
 def image_server():
-    """A local HTTP server on 127.0.0.1 serving one JPEG: the kind of address SSRF aims at."""
-    body = jpeg("coffee")
+    """A local HTTP server on 127.0.0.1 serving a JPEG at /photo.jpg (the kind of address SSRF aims at) and a PNG
+    text bomb at /bomb.png; yields the photo's URL."""
+    bodies = {"/photo.jpg": jpeg("coffee"), "/bomb.png": png_text_bomb()}
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
+            body = bodies[self.path]
             self.send_response(200)
             self.send_header("Content-Type", "image/jpeg")
             self.send_header("Content-Length", str(len(body)))
@@ -125,6 +153,70 @@ def test_photoprism_errors_have_its_shape(client, request_fields, status):
     assert "Traceback" not in r.text
 
 
+def test_an_image_no_decoder_reads_is_a_422_on_every_route(client, image_server, monkeypatch):
+    """A PNG text bomb (Pillow: a bare ValueError) as a data URL, an upload and a fetched URL: 422, never a 500."""
+    bomb = png_text_bomb()
+    url = "data:image/png;base64," + base64.b64encode(bomb).decode()
+    answers = [client.post("/api/v1/vision/caption", json=photoprism_request(images=[url])),
+               client.post("/api/v1/vision/labels", json=photoprism_request(images=[url])),
+               client.post("/api/v1/vision/describe", json={"url": url}),
+               client.get("/api/v1/vision/describe/vit-gpt2-image-captioning", params={"url": url}),
+               client.post("/search", json={"image": url}),
+               client.post("/image-embeddings", files=[("image0", ("bomb.png", bomb, "image/png"))])]
+    monkeypatch.setenv("VLSTEPS_ALLOW_HOSTS", "127.0.0.1")
+    with TestClient(create_app(Settings.from_env())) as allowed:
+        answers.append(allowed.post("/api/v1/vision/labels",
+                                    json=photoprism_request(images=[image_server.replace("photo.jpg", "bomb.png")])))
+    for r in answers:
+        assert r.status_code == 422, (r.request.url, r.text)
+        assert "image" in r.json()["error"] and "JPEG" in r.json()["error"], r.text
+
+
+def test_a_strip_no_model_reads_is_a_422_and_the_longest_one_is_served(client):
+    """Qwen2-VL's processor refuses a side over 200 times the other (a ValueError: 500); CLIP scaled 1x20000 to GBs."""
+    def strip(size):
+        buf = io.BytesIO()
+        Image.new("RGB", size, "red").save(buf, "PNG")
+        return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+    for path in ("/api/v1/vision/caption/qwen-vl", "/api/v1/vision/labels"):
+        refused = client.post(path, json=photoprism_request(images=[strip((1, 201))]))
+        assert refused.status_code == 422 and "1x201 pixels" in refused.json()["error"], refused.text
+        assert client.post(path, json=photoprism_request(images=[strip((200, 1))])).status_code == 200
+
+
+@pytest.mark.parametrize("number", ["Infinity", "-Infinity", "NaN", "1e400"])
+def test_labels_refuse_a_count_no_integer_holds(client, number):
+    """PhotoPrism and Ollama read num_predict as an int and refuse these; here they were an OverflowError (500)."""
+    request = json.dumps(photoprism_request()).replace('"options": null', f'"options": {{"num_predict": {number}}}')
+    r = client.post("/api/v1/vision/labels", content=request, headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and r.json()["id"] == photoprism_request()["id"], r.text
+    assert "whole number from 1 to 20" in r.json()["error"]
+    huge = client.post("/api/v1/vision/labels", json=photoprism_request(options={"num_predict": 1e300}))
+    assert len(huge.json()["result"]["labels"]) == 20        # a finite count past the cap is capped
+
+
+def test_a_lone_surrogate_is_the_same_422_on_texts_and_search(client):
+    """json.loads turns "\ud800" into a str no tokenizer reads (/text-embeddings: TypeError, 500)."""
+    errors = []
+    for path, body in (("/text-embeddings", b'{"texts": ["a cat", "\\ud800 cat"]}'),
+                       ("/search", b'{"text": "\\ud800 cat"}')):
+        r = client.post(path, content=body, headers={"Content-Type": "application/json"})
+        assert r.status_code == 422, r.text
+        errors.append(r.json()["error"].partition(": ")[2])
+    assert errors[0] == errors[1] and "lone surrogate" in errors[0]
+    paired = client.post("/text-embeddings", content=b'{"texts": ["\\ud83d\\ude00 cat"]}',
+                         headers={"Content-Type": "application/json"})
+    assert paired.status_code == 200 and paired.json()["texts"][0]["text"] == "\U0001F600 cat"
+
+
+def test_an_error_quoting_a_lone_surrogate_is_still_sent(client):
+    """The fetch error quotes the URL; a lone surrogate in it made the JSON answer itself fail (a 500)."""
+    r = client.post("/api/v1/vision/labels", content=b'{"images": ["http://\\ud800.example/x.jpg"]}',
+                    headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and "http://\\ud800.example/x.jpg" in r.json()["error"], r.text
+
+
 def test_oversized_bodies_and_uploads_are_refused_before_parsing(client, server):
     limit = server[0].state.settings.max_image_bytes
     huge = "data:image/jpeg;base64," + "A" * (limit // 3 * 4 + 400)
@@ -135,6 +227,114 @@ def test_oversized_bodies_and_uploads_are_refused_before_parsing(client, server)
                      b"Content-Length: 1000000000000\r\n\r\n")
         head = sock.recv(4096).decode()
     assert head.startswith("HTTP/1.1 413") and '"code":413' in head
+
+
+def raw_exchange(base: str, head: bytes, chunks=()) -> bytes:
+    """All the server sends on one connection until it closes it, for `head` and then `chunks` until the server
+    answers (a client that reads an early answer, as curl does). The socket's timeout bounds every wait: a server
+    that keeps the connection open fails the test."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(head)
+        for chunk in chunks:
+            if select.select([sock], [], [], 0)[0]:
+                break
+            try:
+                sock.sendall(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        received = b""
+        with contextlib.suppress(ConnectionResetError):        # closed with the body unread: a reset, not a FIN
+            while data := sock.recv(65536):
+                received += data
+    return received
+
+
+def refusal(answer: bytes, status: int) -> str:
+    """The error of an answer that must be `status` in the service's shape and close the connection."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 %d" % status) and b"connection: close" in head.lower(), answer[:300]
+    error = json.loads(body)
+    assert error["code"] == status
+    return error["error"]
+
+
+def post_head(path: str, content_type: str, framing: bytes) -> bytes:
+    return b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: %s\r\n%s\r\n\r\n" % (path.encode(), content_type.encode(),
+                                                                               framing)
+
+
+def chunked(total: int, start: bytes = b"", piece: int = 64 * 1024):
+    """`start`, then base64 letters to `total` bytes, as HTTP/1.1's chunked framing sends them."""
+    yield b"%x\r\n%s\r\n" % (len(start), start) if start else b""
+    for _ in range(total // piece):
+        yield b"%x\r\n%s\r\n" % (piece, b"A" * piece)
+    yield b"0\r\n\r\n"
+
+
+def test_a_30_mb_chunked_body_gets_413_with_the_limit(server):
+    """No Content-Length: counted while it streams (it got 400 "There was an error parsing the body")."""
+    head = post_head("/text-embeddings", "application/json", b"Transfer-Encoding: chunked")
+    assert "28 MB limit" in refusal(raw_exchange(server[1], head, chunked(30_000_000)), 413)
+
+
+JSON_ROUTES = ["/text-embeddings", "/search", "/api/v1/vision/caption", "/api/v1/vision/labels",
+               "/api/v1/vision/describe"]
+UPLOAD_ROUTES = ["/image-embeddings", "/caption"]
+MULTIPART = "multipart/form-data; boundary=b"
+PART = b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
+BODY_ROUTES = [(path, "application/json") for path in JSON_ROUTES] + [(path, MULTIPART) for path in UPLOAD_ROUTES]
+
+
+@pytest.mark.parametrize("path,content_type", BODY_ROUTES)
+def test_every_route_refuses_a_chunked_body_past_its_limit(strict, path, content_type):
+    head = post_head(path, content_type, b"Transfer-Encoding: chunked")
+    start, limit = (PART, "1.25 MB") if content_type == MULTIPART else (b'{"texts": ["', "0.199 MB")
+    assert f"over the {limit} limit" in refusal(raw_exchange(strict, head, chunked(2_000_000, start)), 413)
+
+
+@pytest.mark.parametrize("chunks", [False, True])
+@pytest.mark.parametrize("path,content_type", BODY_ROUTES[:1] + BODY_ROUTES[-2:])
+def test_a_stalled_body_gets_408_and_its_connection_closes(strict, path, content_type, chunks):
+    """Headers and part of a body, then nothing: answered at the 1 s deadline and closed (it stayed open)."""
+    sent = (PART if content_type == MULTIPART else b'{"texts": ["') + b"AAAA"
+    framing = b"Transfer-Encoding: chunked" if chunks else b"Content-Length: 1000"
+    answer = raw_exchange(strict, post_head(path, content_type, framing) + (next(chunked(0, sent)) if chunks else sent))
+    assert "did not arrive in full within 1 s" in refusal(answer, 408)
+
+
+def test_the_body_deadline_ends_with_the_body(strict):
+    """A request whose body arrived is served however long it takes; the strict service still serves bodies."""
+    async def slow_handler(scope, receive, send):
+        assert (await receive())["body"] == b"{}"
+        assert (await receive())["type"] == "http.disconnect"       # waiting for the client past the deadline
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"served"})
+
+    events = iter([{"type": "http.request", "body": b"{}", "more_body": False}, {"type": "http.disconnect"}])
+
+    async def receive():
+        await asyncio.sleep(0.3)
+        return next(events)
+
+    sent = []
+
+    async def send(event):
+        sent.append(event)
+
+    guard = BodyGuard(slow_handler, Settings(body_timeout_s=0.5))
+    asyncio.run(guard({"type": "http", "headers": [(b"content-length", b"2")]}, receive, send))
+    assert sent[0]["status"] == 200 and sent[1]["body"] == b"served"
+    assert httpx.post(f"{strict}/text-embeddings", json={"texts": ["a cat"]}, timeout=60).status_code == 200
+
+
+@pytest.mark.parametrize("raw", ["nan", "inf", "0"])
+@pytest.mark.parametrize("name", ["BODY_TIMEOUT_S", "FETCH_TIMEOUT_S"])
+def test_a_deadline_that_is_no_deadline_is_refused_at_start(monkeypatch, name, raw):
+    """NaN passed the check (no comparison holds for it) and made every body late at once; inf was no deadline."""
+    monkeypatch.setenv(f"VLSTEPS_SERVE_{name}", raw)
+    with pytest.raises(ValueError, match=f"VLSTEPS_SERVE_{name}=.* must be a finite number, at least 1"):
+        Settings.from_env()
 
 
 # --- legacy describe ---------------------------------------------------------------------------------

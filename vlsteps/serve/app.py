@@ -1,8 +1,11 @@
-"""The FastAPI app: the three APIs, a health route, /api/v1/status, optional Bearer-token auth and a body cap."""
+"""The FastAPI app: the three APIs, a health route, /api/v1/status, optional Bearer-token auth, and a cap and a
+deadline on every request body."""
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
+import time
 
 from fastapi import FastAPI, Request
 
@@ -16,36 +19,75 @@ log = logging.getLogger("vlsteps.serve")
 OPEN_PATHS = ("/health", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc")
 
 
-class BodyLimit:
-    """Refuses a request body past its limit (413) before it is parsed, whether it says its length or not: a
-    multipart upload may hold `max_images` images, anything else (JSON) one image as a data URL."""
+class BodyGuard:
+    """Every request body within its byte limit and its deadline, whatever its framing (Content-Length or chunked):
+    one announced past the limit gets 413 before it is read, one that grows past it while streaming gets 413 as soon
+    as it does, and one not in full `body_timeout_s` after the request began gets 408. The rest of such a body is
+    never read, so the answer closes the connection. A multipart upload may hold `max_images` images, anything else
+    (JSON) one image as a data URL."""
 
     def __init__(self, app, settings: Settings):
         self.app = app
         self.json_bytes = settings.max_image_bytes * 4 // 3 + 64 * 1024          # base64 of one image, and room
         self.multipart_bytes = settings.max_image_bytes * settings.max_images + 1024 * 1024
+        self.timeout = settings.body_timeout_s
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        deadline = time.monotonic() + self.timeout
         headers = dict(scope["headers"])
         multipart = headers.get(b"content-type", b"").lower().startswith(b"multipart/")
         limit = self.multipart_bytes if multipart else self.json_bytes
-        message = f"The request body is over the {limit / 1e6:.0f} MB limit."
+        too_big = _Refused(413, f"The request body is over the {limit / 1e6:.3g} MB limit; send a smaller image.")
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
-            return await errors.error_response(413, message)(scope, receive, send)
-        seen = 0
+            return await too_big.answer(scope, receive, send)
+        seen, complete, refused, started = 0, False, None, False
 
-        async def limited():
-            nonlocal seen
-            event = await receive()
+        async def guarded_receive():
+            nonlocal seen, complete, refused
+            if refused:
+                raise refused
+            if complete:        # past the body: what is left to receive is the client going away
+                return await receive()
+            try:
+                event = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                refused = _Refused(408, f"The request body did not arrive in full within {self.timeout:g} s; "
+                                        "send it without pauses.")
+                raise refused from None
             seen += len(event.get("body", b""))
+            complete = event["type"] != "http.request" or not event.get("more_body", False)
             if seen > limit:
-                raise errors.ServiceError(413, message)
+                refused = too_big
+                raise refused
             return event
 
-        await self.app(scope, limited, send)
+        async def guarded_send(event):
+            nonlocal started
+            if refused is None:      # once refused, the app's answer to the refusal is dropped for the refusal's own
+                started = True
+                await send(event)
+
+        try:
+            await self.app(scope, guarded_receive, guarded_send)
+        except Exception:
+            if refused is None:
+                raise
+        if refused is not None and not started:
+            await refused.answer(scope, receive, send)
+
+
+class _Refused(Exception):
+    """A body the service will not read to its end: answered with `status` and closes the connection."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+    async def answer(self, scope, receive, send):
+        await errors.error_response(self.status, self.message, headers={"Connection": "close"})(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None, pool: ModelPool | None = None) -> FastAPI:
@@ -78,7 +120,7 @@ def create_app(settings: Settings | None = None, pool: ModelPool | None = None) 
 
     for router in (photoprism.router, legacy.router, photofield.router, caption_upload.router):
         app.include_router(router)
-    app.add_middleware(BodyLimit, settings=settings)
+    app.add_middleware(BodyGuard, settings=settings)
     return app
 
 
@@ -102,6 +144,7 @@ def service_status(app: FastAPI) -> dict:
             "batching": pool.status()["batching"],
             "limits": {"max_batch": settings.max_batch, "max_wait_ms": settings.max_wait_ms,
                        "max_image_bytes": settings.max_image_bytes, "max_images": settings.max_images,
+                       "body_timeout_s": settings.body_timeout_s,
                        "max_texts": settings.max_texts, "max_text_chars": settings.max_text_chars,
                        "auth": bool(settings.token),
                        "private_addresses_allowed": list(map(str, settings.policy.allow))}}

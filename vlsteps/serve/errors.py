@@ -22,10 +22,17 @@ class ServiceError(Exception):
         self.status, self.message, self.request_id = status, message, request_id
 
 
+def utf8(text: str) -> str:
+    """`text` as UTF-8 can carry it: a lone surrogate a client sent (a URL or id such as "\\ud800") becomes its
+    escape, so echoing it back cannot fail the response."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def error_response(status: int, message: str, request_id: str | None = None, headers=None) -> JSONResponse:
-    body = {"code": status, "error": message}
+    """The error as JSON, with what it quotes from the request written as UTF-8 can carry it."""
+    body = {"code": status, "error": utf8(message)}
     if request_id:
-        body = {"id": request_id, **body}
+        body = {"id": utf8(request_id), **body}
     return JSONResponse(body, status_code=status, headers=headers)
 
 

@@ -14,7 +14,7 @@ from typing import Any, Optional
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict
 
-from .errors import ServiceError
+from .errors import ServiceError, utf8
 from .inputs import BadInput, image_from
 
 router = APIRouter(prefix="/api/v1/vision/describe", tags=["PhotoPrism describe (legacy)"])
@@ -57,7 +57,7 @@ class DescribeResponse(BaseModel):
 async def _describe(request: Request, fields, segment: str = "") -> dict:
     """Upstream reads `url`, `model` and `id` from the query or the JSON object alike; no `url` is a 400."""
     url, model = fields.get("url"), fields.get("model")
-    request_id = str(fields.get("id") or "").strip() or str(uuid.uuid4())
+    request_id = utf8(str(fields.get("id") or "").strip()) or str(uuid.uuid4())
     if not url or not isinstance(url, str):
         raise ServiceError(400, "URL is required: send `url`, an http(s) URL or a data URL of the image.", request_id)
     if not isinstance(model, (str, type(None))):

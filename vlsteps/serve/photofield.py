@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException
 
 from .. import index
 from .errors import ServiceError
-from .inputs import BadInput, image_bytes, image_from, texts_within
+from .inputs import BadInput, Text, image_bytes, image_from, texts_within
 
 router = APIRouter(tags=["Photofield AI"])
 
@@ -37,7 +37,7 @@ def decode(embedding_f16_b64: str, inv_norm_uint16: int) -> tuple[np.ndarray, fl
 
 
 class TextEmbeddingsRequest(BaseModel):
-    texts: list[str]
+    texts: list[Text]
 
 
 class TextEmbedding(BaseModel):
@@ -105,7 +105,7 @@ async def image_embeddings(request: Request):
 
 
 class SearchRequest(BaseModel):
-    text: Optional[str] = Field(None, max_length=1000, description="what to look for, e.g. 'a photo of a cat'")
+    text: Optional[Text] = Field(None, max_length=1000, description="what to look for, e.g. 'a photo of a cat'")
     image: Optional[str] = Field(None, max_length=30_000_000, description="an http(s) URL or data URL")
     k: int = Field(8, ge=1, le=100)
 

@@ -9,6 +9,7 @@ its caption or labels.
 from __future__ import annotations
 
 import asyncio
+import math
 import uuid
 from typing import Any, Optional
 
@@ -134,7 +135,7 @@ async def _labels(body: VisionRequest, request: Request, model_name: str) -> dic
         raise ServiceError(404, f"No labels model {name!r}; served: {LABELS_MODEL}.", request_id)
     images = _images(body, request_id, request)
     pool = request.app.state.pool
-    k = _label_count(body.options)
+    k = _label_count(body.options, request_id)
     labels = merge(await asyncio.gather(*(pool.labels(image, k=k) for image in images)))
     embedder = pool.embedder()
     return {"id": request_id, "code": 200,
@@ -145,9 +146,13 @@ async def _labels(body: VisionRequest, request: Request, model_name: str) -> dic
                                    "categories": []} for label in labels]}}
 
 
-def _label_count(options: dict | None) -> int:
-    """`options.num_predict` or `max_output_tokens` caps how many labels come back (default 5, at most 20)."""
+def _label_count(options: dict | None, request_id: str) -> int:
+    """`options.num_predict` or `max_output_tokens` caps how many labels come back (default 5, at most 20). Both are
+    integers to PhotoPrism and Ollama, which refuse Infinity, NaN and 1e400 (no int holds them): so does this."""
     value = (options or {}).get("num_predict") or (options or {}).get("max_output_tokens") or 5
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ServiceError(422, f"options: {value} labels is not a number; send a whole number from 1 to {MAX_LABELS}.",
+                           request_id)
     return max(1, min(MAX_LABELS, int(value))) if isinstance(value, (int, float)) else 5
 
 

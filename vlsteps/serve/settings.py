@@ -18,8 +18,8 @@ def _number(name: str, default, kind=int, low=1):
         value = kind(raw)
     except ValueError:
         raise ValueError(f"{PREFIX}{name}={raw!r} is not a {kind.__name__}") from None
-    if value < low:
-        raise ValueError(f"{PREFIX}{name}={raw!r} must be at least {low}")
+    if not value >= low or value == float("inf"):       # NaN compares False, inf would wait forever
+        raise ValueError(f"{PREFIX}{name}={raw!r} must be a finite number, at least {low}")
     return value
 
 
@@ -42,6 +42,7 @@ class Settings:
     max_text_chars: int = 1000
     max_new_tokens: int = 30
     fetch_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0    # a request body not in full by then gets 408 and its connection closed
     clip_dir: str = ""          # a CLIP folder to serve instead of model_dir("clip") (the benchmark's models)
     labels_file: str = ""       # one label per line, instead of ImageNet's 1000 class names
     chroma_path: str = ""       # the on-disk index /search reads; default: vlsteps.index's (outputs_dir()/chroma)
@@ -61,6 +62,7 @@ class Settings:
                    max_text_chars=_number("MAX_TEXT_CHARS", cls.max_text_chars),
                    max_new_tokens=_number("MAX_NEW_TOKENS", cls.max_new_tokens),
                    fetch_timeout_s=_number("FETCH_TIMEOUT_S", cls.fetch_timeout_s, float),
+                   body_timeout_s=_number("BODY_TIMEOUT_S", cls.body_timeout_s, float),
                    clip_dir=os.environ.get(PREFIX + "CLIP_DIR", ""),
                    labels_file=os.environ.get(PREFIX + "LABELS", ""),
                    captioner_run=os.environ.get(PREFIX + "CAPTIONER_RUN") or _notebook_run(),
