@@ -74,10 +74,11 @@ class _Folder:
             try:
                 result = call()
             except Exception as e:
+                from chromadb.errors import InternalError
                 if self._repair(server, strict=False):
                     self._renew()
-                need = need or self.safe.needed(payload)
-                if "disk is full" in str(e) or self.safe.free() < need:
+                need = need or self.safe.needed(payload)      # bad input fails as before, whatever the disk
+                if isinstance(e, (InternalError, OSError)) and ("disk is full" in str(e) or self.safe.free() < need):
                     raise self.safe.disk_full(need, "this write" if write else "this call") from e
                 raise
             self._repair(server, strict=False)          # copies a save this call made
