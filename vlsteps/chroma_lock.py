@@ -12,6 +12,10 @@ the system releases it when its holder dies), and a process restarts its Rust co
 (`server.stop(); server.start()`: reload the saved index, replay the log) if another process has written
 since its own last call; a token in `vlsteps.generation`, renewed before every write, tells. Cost: ~0.3 ms
 a call, ~0.8 ms a write, and 20-150 ms for the first call after another process wrote.
+
+Under the same lock, `vlsteps.chroma_safe` keeps the vector files whole: a save that could not complete is
+replaced by the last complete one before and after every call, a write that the disk has no room for is
+refused before anything is written, and a call that fails on a full disk raises `DiskFullError`.
 """
 from __future__ import annotations
 
@@ -19,6 +23,10 @@ import os
 import weakref
 from pathlib import Path
 from typing import Any, Callable
+
+import numpy as np
+
+from .chroma_safe import SafeCopies
 
 LOCK_FILE = "vlsteps.lock"
 TOKEN_FILE = "vlsteps.generation"
@@ -38,9 +46,11 @@ class _Folder:
         self.path = path
         self.lock = FileLock(path / LOCK_FILE)     # one descriptor per thread: threads wait for each other too
         self.seen: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self.safe = SafeCopies(path)
 
-    def run(self, server, call: Callable[[], Any], write: bool, timeout: float):
-        """`call()` under the lock, on a `server` (RustBindingsAPI) that has seen every other process's writes."""
+    def run(self, server, call: Callable[[], Any], write: bool, timeout: float, payload: int = 0):
+        """`call()` under the lock, on a `server` (RustBindingsAPI) that has seen every other process's writes,
+        with the folder's vector files whole before and after (`vlsteps.chroma_safe`)."""
         from filelock import Timeout
         try:
             self.lock.acquire(timeout=timeout)
@@ -50,20 +60,62 @@ class _Folder:
                 f"notebook or kernel) is using it. Wait for it to finish and retry, or stop that kernel; a lock "
                 f"held by a process that died is released by the system.") from None
         try:
-            token_path = self.path / TOKEN_FILE
-            token = token_path.read_text() if token_path.exists() else ""
-            if server is not None and self.seen.get(server) != token:
+            token = self._token()
+            if self._repair(server, strict=True):
+                token = self._renew()
+            elif server is not None and self.seen.get(server) != token:
                 server.stop()
                 server.start()
-            if write:      # renewed *before* the call: a process killed halfway still makes the others reload
-                token = os.urandom(8).hex()
-                token_path.write_text(token)
-            result = call()
+            need = self.safe.needed(payload) if write else 0
+            if write:      # refused while nothing is written; the token is renewed *before* the call: a process
+                if self.safe.free() < need:     # killed halfway still makes the others reload
+                    raise self.safe.disk_full(need, "this write")
+                token = self._renew()
+            try:
+                result = call()
+            except Exception as e:
+                from chromadb.errors import InternalError
+                if self._repair(server, strict=False):
+                    self._renew()
+                need = need or self.safe.needed(payload)      # bad input fails as before, whatever the disk
+                if isinstance(e, (InternalError, OSError)) and ("disk is full" in str(e) or self.safe.free() < need):
+                    raise self.safe.disk_full(need, "this write" if write else "this call") from e
+                raise
+            self._repair(server, strict=False)          # copies a save this call made
             if server is not None:
                 self.seen[server] = token
             return result
         finally:
             self.lock.release()
+
+    def _repair(self, server, strict: bool) -> bool:
+        """`SafeCopies.check()`; a core stopped to replace files it holds is started again (it reloads them)."""
+        stopped = []
+
+        def stop():
+            if server is not None and not stopped:
+                server.stop()
+                stopped.append(server)
+        try:
+            return self.safe.check(stop, strict)
+        finally:
+            if stopped:
+                server.start()
+
+    def _token(self) -> str:
+        path = self.path / TOKEN_FILE
+        return path.read_text() if path.exists() else ""
+
+    def _renew(self) -> str:
+        """A new token, written whole or not at all (a full disk must not leave it empty)."""
+        token = os.urandom(8).hex()
+        tmp = self.path / f"{TOKEN_FILE}.tmp"
+        try:
+            tmp.write_text(token)
+            os.replace(tmp, self.path / TOKEN_FILE)
+        except OSError as e:
+            raise self.safe.disk_full(self.safe.needed(0), "a write") from e
+        return token
 
 
 _folders: dict[Path, _Folder] = {}
@@ -77,6 +129,12 @@ def locked_client(path, settings, timeout: float = LOCK_TIMEOUT_S) -> "LockedCli
     folder = _folders.get(path) or _folders.setdefault(path, _Folder(path))
     client = folder.run(None, lambda: chromadb.PersistentClient(path=str(path), settings=settings), False, timeout)
     return LockedClient(client, folder, client._server, timeout)
+
+
+def _payload(kwargs) -> int:
+    """Bytes of the vectors a call carries (the keyword `embeddings`, as vlsteps passes them)."""
+    vectors = kwargs.get("embeddings")
+    return 0 if vectors is None else 4 * int(np.size(vectors))
 
 
 class _Locked:
@@ -94,7 +152,7 @@ class _Locked:
 
         def locked(*args, **kwargs):
             result = self._folder.run(self._server, lambda: attr(*args, **kwargs), name not in READS,
-                                      self._timeout)
+                                      self._timeout, _payload(kwargs))
             return self._wrap(result)
         return locked
 

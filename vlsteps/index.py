@@ -263,7 +263,10 @@ def search_by_vector(collection, vector, k: int = 8, where: dict | None = None) 
 
 def search_by_text(collection, embedder, query: str, k: int = 8, where: dict | None = None) -> list[Hit]:
     """Images nearest to a text query (CLIP's shared space makes text and images comparable)."""
-    if not isinstance(query, str) or not query.strip():
+    if not isinstance(query, str):
+        raise TypeError(f"the text query must be a string, got {type(query).__name__} {query!r:.80}: pass the "
+                        "words you are looking for, e.g. 'a photo of a cat'")
+    if not query.strip():
         raise ValueError("the text query is empty: type what you are looking for, e.g. 'a photo of a cat'")
     return search_by_vector(collection, embedder.texts([query.strip()]), k, where)
 
