@@ -7,7 +7,7 @@ import nbformat
 
 from tools import notebooks
 from vlsteps import registry
-from vlsteps.models import REPO_ROOT
+from vlsteps.paths import REPO_ROOT
 
 PACKAGE = REPO_ROOT / "vlsteps"
 SERVICE = "vlsteps.serve.__main__"

@@ -58,7 +58,7 @@ def test_a_build_prints_no_progress_bars(tmp_path, capfd):
     # would be noise for the reader and would break the nbval-check-output cell that happens to build one.
     from transformers.utils import logging
     from vlsteps.standins import build
-    build("clip", tmp_path)   # trains a tokenizer too, whose progress bar writes blank lines to stdout
+    build(registry.get("clip"), tmp_path)   # trains a tokenizer too, whose progress bar writes blank lines to stdout
     out, err = capfd.readouterr()
     assert "Writing model shards" not in err and "it/s]" not in err, err[-500:]
     assert out == "", repr(out[:200])

@@ -15,7 +15,7 @@ MAX_BYTES = 8_000_000
 def builds(tmp_path_factory):
     out = {}
     for key in ("clip", "sdxl-turbo"):
-        out[key] = [standins.build(key, tmp_path_factory.mktemp(f"{key}-{i}")) for i in range(2)]
+        out[key] = [standins.build(registry.get(key), tmp_path_factory.mktemp(f"{key}-{i}")) for i in range(2)]
     return out
 
 

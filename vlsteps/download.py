@@ -33,7 +33,7 @@ from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNot
 from huggingface_hub.utils import filter_repo_objects
 
 from . import checkpoint, registry, transfer
-from .models import models_dir
+from .paths import models_dir
 from .net import ENV_TIMEOUT, timeout_s
 from .registry import IGNORED_FILES, ModelSpec
 from .transfer import RemoteFile, TransferError

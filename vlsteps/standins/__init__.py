@@ -49,9 +49,8 @@ def _quiet():
             logging.enable_progress_bar()
 
 
-def build(key: str, dest: Path) -> Path:
+def build(spec: registry.ModelSpec, dest: Path) -> Path:
     """Build one stand-in into dest/<folder>, atomically: a crash leaves no half-written folder."""
-    spec = registry.get(key)
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     final = dest / spec.folder
@@ -60,7 +59,7 @@ def build(key: str, dest: Path) -> Path:
         with _quiet():
             importlib.import_module(f"{__name__}.{spec.family}").build(spec, tmp)
         (tmp / MARKER).write_text(json.dumps(
-            {"key": key, "repo_id": spec.repo_id, "builder": builder_version(spec)}, indent=1) + "\n")
+            {"key": spec.key, "repo_id": spec.repo_id, "builder": builder_version(spec)}, indent=1) + "\n")
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)
@@ -69,13 +68,12 @@ def build(key: str, dest: Path) -> Path:
     return final
 
 
-def ensure_standin(key: str, dest: Path) -> Path:
-    """The stand-in folder for key, built (or rebuilt after a builder change) only when needed."""
-    spec = registry.get(key)
+def ensure_standin(spec: registry.ModelSpec, dest: Path) -> Path:
+    """The stand-in folder for spec, built (or rebuilt after a builder change) only when needed."""
     folder = Path(dest) / spec.folder
     try:
         if json.loads((folder / MARKER).read_text())["builder"] == builder_version(spec):
             return folder
     except (OSError, ValueError, KeyError):
         pass
-    return build(key, dest)
+    return build(spec, dest)

@@ -20,7 +20,7 @@ def main() -> None:
     total = 0
     for key in args.keys or list(registry.MODELS):
         t = time.perf_counter()
-        folder = build(key, args.dest)
+        folder = build(registry.get(key), args.dest)
         size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
         total += size
         print(f"{key:20s} {folder}  {size / 1e6:6.2f} MB  {time.perf_counter() - t:5.1f} s", flush=True)
