@@ -17,7 +17,7 @@ from pathlib import Path
 from . import registry
 from .files import atomic_write
 from .paths import models_dir, standins_allowed, standins_dir
-from .registry import ModelSpec
+from .cards.card import Card
 
 MANIFEST = "vlsteps_download.json"
 PICKLES = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
@@ -61,7 +61,7 @@ def model_dir(key: str, banner: bool = True) -> Path:
     return path
 
 
-def real_dir(spec: ModelSpec) -> Path:
+def real_dir(spec: Card) -> Path:
     return models_dir() / spec.folder
 
 
@@ -71,13 +71,13 @@ def is_real(key: str) -> bool:
     return not problems(real_dir(spec), spec)
 
 
-def write_manifest(folder: Path, spec: ModelSpec, revision: str, files: dict[str, dict]) -> None:
+def write_manifest(folder: Path, spec: Card, revision: str, files: dict[str, dict]) -> None:
     """Record a finished download ({name: {"size": ..., hash: ...}}); call it last, once every file is in place."""
     atomic_write(Path(folder) / MANIFEST, json.dumps(
         {"repo_id": spec.repo_id, "revision": revision, "files": files}, indent=1, sort_keys=True) + "\n")
 
 
-def problems(folder: Path, spec: ModelSpec) -> list[str]:
+def problems(folder: Path, spec: Card) -> list[str]:
     """What keeps `folder` from being a complete `spec` checkpoint, one phrase each; [] when complete."""
     folder = Path(folder)
     if not folder.is_dir():
