@@ -5,6 +5,7 @@ cell (`box`, not `box.widget`). Each has one status line, `.status`, written onl
 `show_error`: user and model text is HTML-escaped there (and in the chat transcript) by the one `escape`, and
 errors are in the one ERROR colour.
 A click that arrives while the model runs is dropped (`busy`), since clicks queue up in the kernel.
+The red stand-in banner (`standin_banner`, shown by `vlsteps.model_dir`) is in the same colour.
 """
 from __future__ import annotations
 
