@@ -15,9 +15,11 @@ import json
 from pathlib import Path
 
 from . import registry
+from .cards.card import Card
 from .files import atomic_write
 from .paths import models_dir, standins_allowed, standins_dir
-from .cards.card import Card
+from .standins import ensure_standin
+from .widgets import standin_banner
 
 MANIFEST = "vlsteps_download.json"
 PICKLES = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
@@ -53,10 +55,8 @@ def model_dir(key: str, banner: bool = True) -> Path:
             f"Model '{key}' ({spec.repo_id}, ~{spec.download_gb:g} GB) is not in {folder}. "
             f"Download it with: {spec.download_command}   "
             f"(or set VLSTEPS_STANDINS=1 to run on tiny random-weight stand-ins)")
-    from .standins import ensure_standin
     path = ensure_standin(spec, standins_dir())
     if banner:
-        from .widgets import standin_banner
         standin_banner(spec, incomplete)
     return path
 

@@ -53,7 +53,9 @@ class Card:
     dtype: str           # the notebook's dtype on a GPU
     notebooks: tuple[str, ...]
     standin: Callable    # standin(card, out): writes the tiny random-weight stand-in's files into the folder out
-    summary: Callable    # summary(config) -> {row label: value}: layers, widths and token counts of a config
+    # summary(config) -> {row label: value}: layers, widths and token counts of a transformers config (a pipeline's:
+    # of {component: config}), the same rows for the real checkpoint and the loaded model
+    summary: Callable
     workload: Workload
     serve: Callable | None = None   # serve(path, dtype, device) -> the service's captioner parts; None: not served
     files: tuple[str, ...] = TRANSFORMERS_FILES
