@@ -20,9 +20,9 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 @pytest.fixture(scope="module")
 def clip_path():
     """The CLIP stand-in, shared by the embedding and index tests."""
-    from vlsteps import models
+    from vlsteps import paths, registry
     from vlsteps.standins import ensure_standin
-    return ensure_standin("clip", models.standins_dir())
+    return ensure_standin(registry.get("clip"), paths.standins_dir())
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 
-from vlsteps import models
+from vlsteps import paths
 from tools import notebooks
 
 COLAB_PAIR = {"torch": "2.9.0+cu126", "torchvision": "0.24.0+cu126"}   # older than the pins, as on Colab
@@ -58,7 +58,7 @@ def test_install_cell_keeps_colabs_torch_and_the_cli_runs(tmp_path):
     spec = PIP_LINE.search(notebooks.get("clip").install_cell)["spec"]
     # The checkout's sources, copied: a build in place would leave build/lib and egg-info in the repo.
     source = tmp_path / "vlsteps-src"
-    shutil.copytree(models.REPO_ROOT, source, ignore=shutil.ignore_patterns(
+    shutil.copytree(paths.REPO_ROOT, source, ignore=shutil.ignore_patterns(
         ".git", ".venv*", "build", "models", "__pycache__", "*.egg-info", ".ipynb_checkpoints"))
     local = spec.replace(f"git+{notebooks.HOME}", source.as_uri())
     assert local != spec

@@ -9,7 +9,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from vlsteps.models import REPO_ROOT
+from vlsteps.paths import REPO_ROOT
 from tools.check_copies import Repository
 
 # The copies the project keeps on purpose: (the original's file, its name) -> the copy's file.

@@ -17,7 +17,7 @@ from huggingface_hub import constants
 from fake_hub import FakeHub, silent_server
 from vlsteps import checkpoint, registry, sizes, transfer
 from vlsteps import download as dl
-from vlsteps.registry import ModelSpec
+from dataclasses import replace
 
 SCRIPT = Path(__file__).resolve().parents[1] / "tools" / "download_models.sh"
 WEIGHTS = os.urandom(300_000)
@@ -28,8 +28,8 @@ REPO_FILES = {"config.json": b'{"model_type": "vit"}', "preprocessor_config.json
 WANTED = {"config.json", "preprocessor_config.json", "model.safetensors"}
 
 
-def spec(repo_id: str) -> ModelSpec:
-    return ModelSpec("tiny", repo_id, 0.0003, "float32", ("vit",), "vit")
+def spec(repo_id: str) -> registry.Card:
+    return replace(registry.get("vit"), key="tiny", repo_id=repo_id, download_gb=0.0003)
 
 
 def fetched(folder: Path) -> set[str]:
@@ -109,14 +109,14 @@ def test_list_works_offline_and_shows_every_model_with_the_total(tmp_path):
     result = run_script(tmp_path, "--list", HF_HUB_OFFLINE="1", HF_ENDPOINT=closed_port_url())
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    for m in registry.MODELS.values():
+    for m in registry.CARDS.values():
         row = next(line for line in lines if line.split()[:2] == [m.key, m.repo_id])
         weights = f"{sizes.format_gb(sizes.weight_bytes(m.key, m.dtype))} ({m.dtype})"
         assert f"{m.download_gb:.2f} GB" in row and sizes.format_params(sizes.param_count(m.key)) in row
         assert weights in row
         assert all(nb in row for nb in m.notebooks)
         assert ("optional" in row) == m.optional
-    total = sum(m.download_gb for m in registry.MODELS.values() if not m.optional)
+    total = sum(m.download_gb for m in registry.CARDS.values() if not m.optional)
     assert f"Total for `all`: {total:.1f} GB" in lines[-1]
 
 
@@ -124,7 +124,7 @@ def test_unknown_key_fails_with_one_line_naming_the_known_keys(tmp_path):
     result = run_script(tmp_path, "vit", "no-such-model", HF_ENDPOINT=closed_port_url())
     assert result.returncode != 0
     [line] = result.stderr.splitlines()
-    assert "no-such-model" in line and all(key in line for key in registry.MODELS)
+    assert "no-such-model" in line and all(key in line for key in registry.CARDS)
     assert result.stdout == ""  # failed before contacting anything
 
 
@@ -404,8 +404,8 @@ def test_offline_mode_is_reported(hub, tmp_path, monkeypatch):
 def test_all_means_every_non_optional_model_once():
     keys = [m.key for m in dl.select(["vit", "all", "vit"])]
     assert len(keys) == len(set(keys))
-    assert set(keys) == {m.key for m in registry.MODELS.values() if not m.optional}
-    optional = next(m.key for m in registry.MODELS.values() if m.optional)
+    assert set(keys) == {m.key for m in registry.CARDS.values() if not m.optional}
+    optional = next(m.key for m in registry.CARDS.values() if m.optional)
     assert [m.key for m in dl.select([optional, "all"])][0] == optional
 
 
@@ -425,7 +425,7 @@ def test_all_says_what_it_leaves_out_before_downloading(monkeypatch, capsys, tmp
     monkeypatch.setattr(dl, "download", lambda specs, dest, **kw: fetched.extend(s.key for s in specs))
     assert dl.main(["all", "--dest", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    optional = [m for m in registry.MODELS.values() if m.optional]
+    optional = [m for m in registry.CARDS.values() if m.optional]
     assert optional and all(m.key in out and f"{m.download_gb:g} GB" in out for m in optional)
     assert not {m.key for m in optional} & set(fetched)
     assert dl.left_out_of_all(["vit"]) is None

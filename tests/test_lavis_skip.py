@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from vlsteps import models
+from vlsteps import paths
 from tools import notebooks, runner
 
-ROOT = models.REPO_ROOT
+ROOT = paths.REPO_ROOT
 PY312 = Path.home() / ".pyenv/versions/3.12.1/bin/python3.12"
 
 

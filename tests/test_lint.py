@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from vlsteps.models import REPO_ROOT
+from vlsteps.paths import REPO_ROOT
 
 
 def test_ruff_finds_nothing():

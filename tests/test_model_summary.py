@@ -3,7 +3,8 @@ import pytest
 import torch
 import transformers as tf
 
-from vlsteps import model_summary, sizes
+from vlsteps import model_summary, registry, sizes
+from vlsteps.cards.card import Shape
 from vlsteps.standins import build
 
 H, LAYERS, FF, IMAGE, PATCH, LABELS = 8, 1, 16, 32, 16, 3
@@ -28,7 +29,7 @@ def test_loaded_facts_count_a_small_model_by_hand_and_measure_its_bytes_as_loade
     model = tiny_vit()
     facts = model_summary.loaded_facts(model, "vit")
     assert facts["parameters"] == tiny_vit_params()
-    assert facts["encoder"] == model_summary.Shape(LAYERS, H)
+    assert facts["encoder"] == Shape(LAYERS, H)
     assert facts["image tokens (patches + [CLS])"] == (IMAGE // PATCH) ** 2 + 1
     assert facts["classes"] == LABELS
     buffers = sum(b.numel() * b.element_size() for b in model.buffers())
@@ -43,7 +44,7 @@ def test_real_column_is_the_architectures_computed_sizes():
     assert real["weights in float32"] == sizes.weight_bytes("vit", "float32")
     assert real["weights in float16/bfloat16"] == sizes.weight_bytes("vit", "bfloat16")
     assert real["weights in 4-bit"] == sizes.weight_bytes("vit", "4-bit")
-    assert real["encoder"] == model_summary.Shape(12, 768)                       # ViT-B
+    assert real["encoder"] == Shape(12, 768)                       # ViT-B
     assert real["image tokens (patches + [CLS])"] == 197 and real["classes"] == 1000
 
 
@@ -59,7 +60,7 @@ def test_blip2_real_trained_share_counts_the_q_former_queries_and_projection():
 
 
 def test_table_labels_a_stand_in_and_a_real_checkpoint_for_what_they_are(tmp_path):
-    standin = tf.ViTForImageClassification.from_pretrained(build("vit", tmp_path / "standins"))
+    standin = tf.ViTForImageClassification.from_pretrained(build(registry.get("vit"), tmp_path / "standins"))
     text = str(model_summary.summary(standin, "vit"))
     assert "vit = google/vit-base-patch16-224;" in text and "real (computed)" in text and "loaded: stand-in" in text
     assert max(len(line) for line in text.splitlines()) <= 100, "fits a notebook's output without wrapping"
@@ -73,7 +74,7 @@ def test_table_labels_a_stand_in_and_a_real_checkpoint_for_what_they_are(tmp_pat
 
 def test_a_pipeline_is_summed_over_its_components(tmp_path):
     from diffusers import AutoPipelineForText2Image
-    pipe = AutoPipelineForText2Image.from_pretrained(build("sdxl-turbo", tmp_path), variant="fp16",
+    pipe = AutoPipelineForText2Image.from_pretrained(build(registry.get("sdxl-turbo"), tmp_path), variant="fp16",
                                                      dtype=torch.float32)
     s = model_summary.summary(pipe, "sdxl-turbo")
     parts = [pipe.unet, pipe.vae, pipe.text_encoder, pipe.text_encoder_2]

@@ -3,7 +3,7 @@ import json
 import nbformat
 import pytest
 
-from vlsteps import ModelNotFoundError, checkpoint, model_dir, models, registry
+from vlsteps import ModelNotFoundError, checkpoint, model_dir, paths, registry
 from vlsteps.standins import MARKER, build, is_standin
 
 
@@ -31,7 +31,7 @@ def test_unknown_key_lists_the_known_ones():
 
 def hand_made(key, models_dir):
     """A complete folder without a manifest, as if put there by hand: the stand-in, built where the real one goes."""
-    folder = build(key, models_dir)
+    folder = build(registry.get(key), models_dir)
     (folder / MARKER).unlink()
     return folder
 
@@ -47,18 +47,18 @@ def model_dir_error(key):
     return str(err.value)
 
 
-@pytest.mark.parametrize("key", list(registry.MODELS))
+@pytest.mark.parametrize("key", list(registry.CARDS))
 def test_every_stand_in_layout_counts_as_complete(key, tmp_path):
     """The registry's required files are what the notebooks' loaders read: the stand-ins, built to load
     like the real checkpoints, hold them all."""
-    folder = build(key, tmp_path)
+    folder = build(registry.get(key), tmp_path)
     assert checkpoint.problems(folder, registry.get(key)) == []
 
 
 def test_complete_folder_wins_over_stand_ins(empty_models, monkeypatch):
     monkeypatch.setenv("VLSTEPS_STANDINS", "1")
     real = hand_made("vit", empty_models)
-    assert models.is_real("vit")
+    assert checkpoint.is_real("vit")
     assert model_dir("vit") == real
 
 
@@ -71,7 +71,7 @@ def test_config_without_whole_weights_is_no_download(empty_models, monkeypatch, 
         truncate(weights)
     else:
         weights.unlink()
-    assert not models.is_real("vit")
+    assert not checkpoint.is_real("vit")
     message = model_dir_error("vit")
     assert str(folder) in message and "model.safetensors" in message and damage in message
     assert "tools/download_models.sh vit" in message and "\n" not in message
@@ -91,7 +91,7 @@ def test_folder_without_a_tokenizer_is_incomplete(empty_models, monkeypatch):
     monkeypatch.delenv("VLSTEPS_STANDINS", raising=False)
     folder = hand_made("blip-vqa", empty_models)
     (folder / "tokenizer.json").unlink()  # transformers would load a vocabulary of the special tokens only
-    assert not models.is_real("blip-vqa")
+    assert not checkpoint.is_real("blip-vqa")
     assert "tokenizer.json" in model_dir_error("blip-vqa")
 
 
@@ -116,7 +116,7 @@ def test_sharded_weights_are_checked_shard_by_shard(empty_models, monkeypatch):
     (folder / "model.safetensors.index.json").write_text(json.dumps(
         {"metadata": {}, "weight_map": {k: shard for shard, keys in shards.items() for k in keys}}))
     (folder / "model.safetensors").unlink()
-    assert models.is_real("vit")
+    assert checkpoint.is_real("vit")
     truncate(folder / "model-00002-of-00002.safetensors")
     assert "model-00002-of-00002.safetensors" in model_dir_error("vit")
 
@@ -130,7 +130,7 @@ def test_sdxl_needs_every_fp16_component_and_both_tokenizers(empty_models, monke
     (folder / "tokenizer" / "merges.txt").write_text(
         "#version: 0.2\n" + "".join((m if isinstance(m, str) else " ".join(m)) + "\n" for m in vocab["merges"]))
     (folder / "tokenizer" / "tokenizer.json").unlink()
-    assert models.is_real("sdxl-turbo")
+    assert checkpoint.is_real("sdxl-turbo")
     unet = folder / "unet" / "diffusion_pytorch_model.fp16.safetensors"
     truncate(unet)
     assert "unet/diffusion_pytorch_model.fp16.safetensors" in model_dir_error("sdxl-turbo")
@@ -144,7 +144,7 @@ def test_stand_in_is_built_once_marked_and_announced(empty_models, monkeypatch, 
     monkeypatch.setenv("VLSTEPS_STANDINS", "1")
     path = model_dir("vit")
     assert path == empty_models / "_standins" / "vit-base-patch16-224"
-    assert is_standin(path) and not models.is_real("vit")
+    assert is_standin(path) and not checkpoint.is_real("vit")
     assert "STAND-IN" in capsys.readouterr().err
     weights = path / "model.safetensors"
     stamp = weights.stat().st_mtime_ns
@@ -165,7 +165,7 @@ def test_a_notebook_without_its_model_stops_with_the_download_command(empty_mode
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
     monkeypatch.delenv("VLSTEPS_STANDINS", raising=False)
-    path = models.REPO_ROOT / "notebooks" / "vit.ipynb"
+    path = paths.REPO_ROOT / "notebooks" / "vit.ipynb"
     book = nbformat.read(path, as_version=4)
     client = NotebookClient(book, timeout=300, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
@@ -175,11 +175,10 @@ def test_a_notebook_without_its_model_stops_with_the_download_command(empty_mode
 
 def test_registry_entries_are_consistent():
     from tools import notebooks
-    folders = [m.folder for m in registry.MODELS.values()]
+    folders = [m.folder for m in registry.CARDS.values()]
     assert len(set(folders)) == len(folders), "two keys would share a model folder"
     names = {nb.name for nb in notebooks.NOTEBOOKS}
-    for m in registry.MODELS.values():
+    for m in registry.CARDS.values():
         assert set(m.notebooks) <= names, f"{m.key} names an unknown notebook"
-        assert (models.REPO_ROOT / "vlsteps" / "standins" / f"{m.family}.py").exists(), m.key
         weights = [f for f in m.files if "safetensors" in f or f.endswith((".bin", ".pt", ".pth", ".ckpt"))]
         assert weights and all(f.endswith(".safetensors") for f in weights), f"{m.key}: safetensors only"

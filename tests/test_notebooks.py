@@ -4,7 +4,7 @@ import re
 import nbformat
 import pytest
 
-from vlsteps import models
+from vlsteps import paths
 from tools import notebooks, size_tables
 from tools.runner import CHECK, IGNORE, run_twice, tagged
 
@@ -13,7 +13,7 @@ MAIN_KERNEL = [nb for nb in ALL if nb.kernel == "python3"]   # the LAVIS one: to
 
 
 def read(nb):
-    return nbformat.read(models.REPO_ROOT / nb.path, as_version=4)
+    return nbformat.read(paths.REPO_ROOT / nb.path, as_version=4)
 
 
 @pytest.mark.parametrize("nb", ALL, ids=lambda nb: nb.name)
@@ -38,7 +38,7 @@ def test_header_size_table_is_the_generated_one(nb):
 
 
 def test_home_url_is_written_once():
-    pyproject = (models.REPO_ROOT / "pyproject.toml").read_text()   # no tomllib on Python 3.10
+    pyproject = (paths.REPO_ROOT / "pyproject.toml").read_text()   # no tomllib on Python 3.10
     assert re.findall(r'^Homepage = "(.*)"$', pyproject, re.M) == [notebooks.HOME]
 
 
@@ -87,7 +87,7 @@ def test_never_trusts_remote_code_or_pickles(nb):
 
 @pytest.mark.parametrize("nb", MAIN_KERNEL, ids=lambda nb: nb.name)
 def test_runs_twice_in_one_kernel_with_the_same_results(nb):
-    path = models.REPO_ROOT / nb.path
+    path = paths.REPO_ROOT / nb.path
     (first, second), found = run_twice(path, nb.kernel)
     cells = read(nb).cells
     for i in first:

@@ -6,8 +6,7 @@ import re
 import nbformat
 
 from tools import notebooks
-from vlsteps import registry
-from vlsteps.models import REPO_ROOT
+from vlsteps.paths import REPO_ROOT
 
 PACKAGE = REPO_ROOT / "vlsteps"
 SERVICE = "vlsteps.serve.__main__"
@@ -47,8 +46,7 @@ def notebook_roots() -> set[str]:
                 elif isinstance(node, ast.ImportFrom) and node.module:
                     roots |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
     lazy = ast.literal_eval(re.search(r"_EXPORTS = (\{.*?\n\})", (PACKAGE / "__init__.py").read_text(), re.S)[1])
-    standins = {f"vlsteps.standins.{spec.family}" for spec in registry.MODELS.values()}   # imported by name
-    return roots | {f"vlsteps.{module}" for module in lazy} | standins | {SERVICE}
+    return roots | {f"vlsteps.{module}" for module in lazy} | {SERVICE}
 
 
 def test_every_module_of_the_package_is_used_by_a_notebook_or_the_service():

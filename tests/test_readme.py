@@ -1,6 +1,6 @@
 import re
 
-from vlsteps import models
+from vlsteps import paths
 from tools import notebooks, readme
 
 
@@ -14,13 +14,13 @@ def test_every_colab_badge_points_at_an_existing_notebook():
     links = re.findall(r"https://colab\.research\.google\.com/github/[^/]+/[^/]+/blob/main/([^)\s]+)", text)
     assert len(links) == len(notebooks.NOTEBOOKS)
     for link in links:
-        assert (models.REPO_ROOT / link).is_file(), link
+        assert (paths.REPO_ROOT / link).is_file(), link
 
 
 def test_readme_commands_are_the_ones_ci_runs():
     text = readme.README.read_text(encoding="utf-8")
     assert "make test" in text and "make run" in text
-    ci = (models.REPO_ROOT / ".ci" / "run").read_text()
+    ci = (paths.REPO_ROOT / ".ci" / "run").read_text()
     assert re.search(r"^make test$", ci, re.M)
 
 

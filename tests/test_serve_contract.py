@@ -23,6 +23,7 @@ from conftest import data_url, jpeg
 from fastapi.testclient import TestClient
 
 from vlsteps import sample_photo
+from vlsteps.cards.blip2 import blip2_prompt
 from vlsteps.serve import captioners, photofield
 from vlsteps.serve.app import create_app
 from vlsteps.serve.labels import ZeroShotLabeler, merge
@@ -226,7 +227,7 @@ def test_photoprisms_default_prompt_becomes_each_models_own(client):
     ("Question: what? Answer:", "Question: what? Answer:"),
     (PHOTOPRISM_CAPTION_PROMPT, None), ("", None), (None, None)])
 def test_blip2_prompt_format(prompt, text):
-    assert captioners.blip2_prompt(prompt) == text
+    assert blip2_prompt(prompt) == text
 
 
 def test_a_non_image_data_url_is_refused_as_not_an_image(client):

@@ -8,7 +8,7 @@ from vlsteps import architectures, registry, sizes
 from tools import dryrun, notebooks, size_tables
 
 
-@pytest.mark.parametrize("key", list(registry.MODELS))
+@pytest.mark.parametrize("key", list(registry.CARDS))
 def test_weight_bytes_follow_the_parameter_count(key):
     n = sizes.param_count(key)
     assert sizes.weight_bytes(key, "float32") == 4 * n
@@ -59,7 +59,7 @@ def test_measured_results_cover_every_registry_entry_and_name_the_machine():
     assert data["machines"], "run `make sizes` and commit vlsteps/architectures/measured.json"
     for name, entry in data["machines"].items():
         assert name == dryrun.machine_name(entry) and entry["date"]
-        for key in registry.MODELS:
+        for key in registry.CARDS:
             for label in dryrun.CPU_DTYPES:
                 r = entry["results"].get(key, {}).get(label)
                 assert r is not None, f"{name}: {key} {label} missing (not skipped silently: rerun make sizes {key})"
@@ -67,7 +67,7 @@ def test_measured_results_cover_every_registry_entry_and_name_the_machine():
                     ("does not fit", "not measured", "failed")), r
                 if r["status"] == "measured":
                     assert r["peak_rss_gb"] >= r["rss_after_build_gb"] > r["rss_baseline_gb"] > 0
-                    assert r["step_s"] > 0 and r["workload"] == dryrun.WORKLOADS[key]
+                    assert r["step_s"] > 0 and r["workload"] == registry.get(key).workload.text
 
 
 def test_header_sync_inserts_replaces_and_leaves_model_free_cells_alone():

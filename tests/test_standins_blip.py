@@ -7,6 +7,7 @@ import torch
 import transformers as tf
 from PIL import Image
 
+from vlsteps import registry
 from vlsteps.standins import build
 
 KEYS = ["vilt", "blip-caption", "blip-vqa", "blip-itm", "vit-gpt2", "kosmos-2"]
@@ -20,12 +21,12 @@ def digests(folder):
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("standins")
-    return {key: build(key, root) for key in KEYS}
+    return {key: build(registry.get(key), root) for key in KEYS}
 
 
 @pytest.mark.parametrize("key", KEYS)
 def test_rebuild_is_byte_identical_and_small(built, key, tmp_path):
-    again = build(key, tmp_path)
+    again = build(registry.get(key), tmp_path)
     assert digests(again) == digests(built[key])
     assert "model.safetensors" in digests(again)
     assert sum(p.stat().st_size for p in again.iterdir()) < 8e6

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from vlsteps import registry, standins
+from vlsteps.cards import sdxl
 
 MAX_BYTES = 8_000_000
 
@@ -15,7 +16,7 @@ MAX_BYTES = 8_000_000
 def builds(tmp_path_factory):
     out = {}
     for key in ("clip", "sdxl-turbo"):
-        out[key] = [standins.build(key, tmp_path_factory.mktemp(f"{key}-{i}")) for i in range(2)]
+        out[key] = [standins.build(registry.get(key), tmp_path_factory.mktemp(f"{key}-{i}")) for i in range(2)]
     return out
 
 
@@ -68,9 +69,9 @@ def test_clip_stand_in_images_do_not_all_embed_alike(builds):
 def test_sdxl_holds_only_the_fp16_files_the_registry_downloads(builds):
     folder = builds["sdxl-turbo"][0]
     files = [f for f in digests(folder) if f != standins.MARKER]
-    stray = [f for f in files if not any(fnmatch.fnmatch(f, pat) for pat in registry.SDXL_FP16_FILES)]
+    stray = [f for f in files if not any(fnmatch.fnmatch(f, pat) for pat in sdxl.SDXL_FP16_FILES)]
     assert not stray
-    for pat in registry.SDXL_FP16_FILES:
+    for pat in sdxl.SDXL_FP16_FILES:
         assert any(fnmatch.fnmatch(f, pat) for f in files), pat
 
 

@@ -4,7 +4,7 @@ import torch
 import transformers as tf
 from PIL import Image
 
-from vlsteps import architectures
+from vlsteps import architectures, registry
 from vlsteps.standins import build
 
 PHOTO = Image.new("RGB", (300, 200), (120, 80, 40))
@@ -13,7 +13,7 @@ PHOTO = Image.new("RGB", (300, 200), (120, 80, 40))
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("standins")
-    return {key: build(key, root) for key in ("vit", "clip", "vilt", "blip2")}
+    return {key: build(registry.get(key), root) for key in ("vit", "clip", "vilt", "blip2")}
 
 
 def test_clip_embeds_images_and_texts_in_the_real_768_d_space(built):

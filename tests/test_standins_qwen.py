@@ -15,7 +15,7 @@ SPEC = registry.get("qwen-vl")
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
-    return [build("qwen-vl", tmp_path_factory.mktemp(f"qwen{i}")) for i in range(2)]
+    return [build(registry.get("qwen-vl"), tmp_path_factory.mktemp(f"qwen{i}")) for i in range(2)]
 
 
 @pytest.fixture(scope="module")

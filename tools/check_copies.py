@@ -32,7 +32,7 @@ import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vlsteps.models import REPO_ROOT
+from vlsteps.paths import REPO_ROOT
 
 MARKER = re.compile(r"#\s*Copied from\b\s*(?P<rest>.*)$")
 TARGET = re.compile(r"(?P<path>[\w./-]+\.(?:py|ipynb)):\s*(?P<name>[A-Za-z_]\w*)(?:\s+with\s+(?P<renames>.+))?")

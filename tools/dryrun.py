@@ -33,24 +33,6 @@ OVERHEAD_GB = 1.5         # framework, activations and generation state on top o
 CPU_DTYPES = ("float32", "bfloat16")
 STEP_TIMEOUT_S = 600      # for the workload step; building the model comes on top
 
-# The notebook's own unit of work per model (what "one step" means in the results).
-WORKLOADS = {
-    "vit": "classify 1 image (224x224)",
-    "clip": "embed 8 images (the notebook's CPU batch)",
-    "sdxl-turbo": "one 512x512 step: both text encoders, 1 UNet step, VAE decode",
-    "vilt": "answer 1 question (384x512 image)",
-    "blip-caption": "1 caption, 20 new tokens, 3 beams",
-    "blip-vqa": "1 answer, 10 new tokens, 3 beams",
-    "blip-itm": "1 image-text match score",
-    "vit-gpt2": "1 caption, 20 new tokens, 3 beams",
-    "kosmos-2": "1 grounded caption, 20 new tokens, 3 beams",
-    "blip2": "1 caption, 30 new tokens, greedy",
-    "instructblip": "1 answer, 30 new tokens, greedy",
-    "instructblip-vicuna": "1 answer, 30 new tokens, greedy",
-    "qwen-vl": "1 answer at the chat's max_pixels (504 visual tokens), 16 new tokens, greedy",
-}
-
-
 def _rss_gb(field: str = "VmRSS") -> float:
     with open("/proc/self/status") as f:
         for line in f:
@@ -85,94 +67,6 @@ def machine_name(m: dict) -> str:
     return f"{m['cpu']}, {m['cores']} cores, {m['ram_gib']:g} GiB RAM, GPU: {m['gpu']}"
 
 
-# ---- the workloads (run in the child process) ----
-
-def _ids(g, n: int, high: int, device):
-    import torch
-    return torch.randint(10, high, (1, n), generator=g).to(device)
-
-
-def _generate(model, n_new: int, **inputs) -> int:
-    out = model.generate(**inputs, max_new_tokens=n_new, min_new_tokens=n_new, do_sample=False)
-    return n_new if out.ndim == 2 else 0
-
-
-def _workload(key: str, models: dict, device: str, dtype):
-    """Run the notebook's unit of work once on random inputs of the real shapes; returns new tokens made."""
-    import torch
-    g = torch.Generator().manual_seed(0)
-    cfg = architectures.config(key)
-    proc = architectures.processor(key)
-
-    def pixels(*shape):
-        return torch.randn(*shape, generator=g).to(device, dtype)
-
-    m = models.get(None)
-    if key == "vit":
-        m(pixel_values=pixels(1, 3, 224, 224))
-        return 0
-    if key == "clip":
-        m.get_image_features(pixel_values=pixels(8, 3, 224, 224))
-        return 0
-    if key == "sdxl-turbo":
-        te1, te2, unet, vae = (models[c] for c in ("text_encoder", "text_encoder_2", "unet", "vae"))
-        ids = _ids(g, 77, 49400, device)
-        h1 = te1(ids, output_hidden_states=True).hidden_states[-2]
-        out2 = te2(ids, output_hidden_states=True)
-        context = torch.cat([h1, out2.hidden_states[-2]], dim=-1)
-        time_ids = torch.tensor([[512, 512, 0, 0, 512, 512]], device=device, dtype=dtype)
-        latents = pixels(1, 4, 64, 64)
-        latents = unet(latents, torch.tensor([999], device=device), encoder_hidden_states=context,
-                       added_cond_kwargs={"text_embeds": out2.text_embeds, "time_ids": time_ids}).sample
-        vae.decode(latents / cfg["vae"]["scaling_factor"])
-        return 0
-    if key == "vilt":
-        ids = _ids(g, 12, cfg["vocab_size"], device)
-        m(input_ids=ids, attention_mask=torch.ones_like(ids), token_type_ids=torch.zeros_like(ids),
-          pixel_values=pixels(1, 3, 384, 512), pixel_mask=torch.ones(1, 384, 512, dtype=torch.long, device=device))
-        return 0
-    if key == "blip-itm":
-        ids = _ids(g, 12, proc["vocab_size"], device)
-        m(input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=pixels(1, 3, 384, 384))
-        return 0
-    if key in ("blip-caption", "blip-vqa"):
-        ids = _ids(g, 8, proc["vocab_size"], device)
-        n_new = 20 if key == "blip-caption" else 10
-        return _generate(m, n_new, input_ids=ids, attention_mask=torch.ones_like(ids),
-                         pixel_values=pixels(1, 3, 384, 384), num_beams=3)
-    if key == "vit-gpt2":
-        return _generate(m, 20, pixel_values=pixels(1, 3, 224, 224), num_beams=3)
-    if key == "kosmos-2":
-        n_img = cfg["latent_query_num"]
-        ids = torch.cat([_ids(g, 2, 1000, device), _ids(g, n_img, 1000, device), _ids(g, 6, 60000, device)], dim=1)
-        mask = torch.zeros_like(ids, dtype=torch.bool)
-        mask[:, 2:2 + n_img] = True
-        return _generate(m, 20, pixel_values=pixels(1, 3, 224, 224), input_ids=ids, attention_mask=torch.ones_like(ids),
-                         image_embeds_position_mask=mask, num_beams=3)
-    if key in ("blip2", "instructblip", "instructblip-vicuna"):
-        image = torch.full((1, cfg["num_query_tokens"]), cfg["image_token_index"], device=device)
-        ids = torch.cat([image, _ids(g, 12, cfg["image_token_index"] - 1, device)], dim=1)
-        inputs = dict(pixel_values=pixels(1, 3, 224, 224), input_ids=ids, attention_mask=torch.ones_like(ids))
-        if key != "blip2":
-            q = _ids(g, 12, cfg["qformer_config"]["vocab_size"], device)
-            inputs.update(qformer_input_ids=q, qformer_attention_mask=torch.ones_like(q))
-        return _generate(m, 30, **inputs)
-    if key == "qwen-vl":
-        v = cfg["vision_config"]
-        grid_h, grid_w = 36, 56                      # 2,016 patches -> 504 visual tokens (<= 512, the chat's bound)
-        n_tokens = grid_h * grid_w // v["spatial_merge_size"] ** 2
-        patch = 3 * v["temporal_patch_size"] * v["patch_size"] ** 2
-        ids = torch.cat([_ids(g, 14, 151000, device),
-                         torch.tensor([[cfg["vision_start_token_id"]]], device=device),
-                         torch.full((1, n_tokens), cfg["image_token_id"], device=device),
-                         torch.tensor([[cfg["vision_end_token_id"]]], device=device),
-                         _ids(g, 16, 151000, device)], dim=1)
-        return _generate(m, 16, input_ids=ids, attention_mask=torch.ones_like(ids),
-                         pixel_values=pixels(grid_h * grid_w, patch),
-                         image_grid_thw=torch.tensor([[1, grid_h, grid_w]], device=device))
-    raise KeyError(f"no workload for {key!r}")
-
-
 def _build_constant(key: str, device: str, dtype) -> dict:
     """Every weight-holding part of `key` at full size, weights set to a constant (each page written: resident)."""
     import torch
@@ -193,7 +87,8 @@ def child(key: str, dtype_name: str, device: str, step_timeout: float) -> dict:
     import torch
     dtype = getattr(torch, dtype_name)
     cuda = device == "cuda"
-    result = {"status": "building", "workload": WORKLOADS[key], "rss_baseline_gb": round(_rss_gb(), 2),
+    card = registry.get(key)
+    result = {"status": "building", "workload": card.workload.text, "rss_baseline_gb": round(_rss_gb(), 2),
               "threads": torch.get_num_threads()}
 
     def finish(status: str) -> dict:
@@ -220,8 +115,8 @@ def child(key: str, dtype_name: str, device: str, step_timeout: float) -> dict:
     watchdog.daemon = True
     watchdog.start()
     t0 = time.perf_counter()
-    with torch.inference_mode():
-        new_tokens = _workload(key, models, device, dtype)
+    with torch.inference_mode():   # the notebook's unit of work once, on random inputs of the real shapes
+        new_tokens = card.workload.run(card, models, device, dtype, torch.Generator().manual_seed(0))
     if cuda:
         torch.cuda.synchronize()
     step_s = time.perf_counter() - t0
@@ -283,7 +178,7 @@ def main(argv: list[str]) -> None:
                         help=f"seconds one workload step may take (default {STEP_TIMEOUT_S})")
     parser.add_argument("--dtype", action="append", choices=CPU_DTYPES, help="CPU dtypes to run (default: both)")
     args = parser.parse_args(argv)
-    keys = args.keys or list(registry.MODELS)
+    keys = args.keys or list(registry.CARDS)
     for key in keys:
         registry.get(key)
     keys.sort(key=lambda k: sizes.weight_bytes(k, "float32"))

@@ -53,7 +53,7 @@ class Notebook:
         return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({self.colab_url})"
 
     @property
-    def models(self) -> list[registry.ModelSpec]:
+    def models(self) -> list[registry.Card]:
         return registry.for_notebook(self.name)
 
     @property

@@ -13,7 +13,7 @@ import sys
 
 from vlsteps import architectures, sizes
 from vlsteps.files import atomic_write
-from vlsteps.models import REPO_ROOT
+from vlsteps.paths import REPO_ROOT
 
 from . import notebooks, size_tables
 

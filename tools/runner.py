@@ -15,7 +15,7 @@ from pathlib import Path
 
 import nbformat
 
-from vlsteps import models
+from vlsteps import checkpoint, paths
 from . import notebooks
 from .output_scan import QUIET_ENV, problems
 
@@ -107,7 +107,7 @@ def strip_outputs(nb, keep_checks: bool = True):
 
 def _model_report(nb: notebooks.Notebook) -> str:
     used = [m for m in nb.models if not m.optional]   # optional models are opt-in inside the notebook
-    return ", ".join(f"{m.key}={'real' if models.is_real(m.key) else 'STAND-IN'}" for m in used) or "none"
+    return ", ".join(f"{m.key}={'real' if checkpoint.is_real(m.key) else 'STAND-IN'}" for m in used) or "none"
 
 
 def missing_kernel(nb: notebooks.Notebook) -> bool:
@@ -135,7 +135,7 @@ def run(selected: list[notebooks.Notebook], out: Path) -> int:
         print(f"{nb.name}: models {_model_report(nb)}", flush=True)
         start = time.perf_counter()
         try:
-            executed = execute(models.REPO_ROOT / nb.path, nb.kernel)
+            executed = execute(paths.REPO_ROOT / nb.path, nb.kernel)
         except Exception as e:  # report every notebook, then fail
             failed.append(nb.name)
             print(f"{nb.name}: FAILED after {time.perf_counter() - start:.1f} s: {str(e)[-2000:]}", flush=True)
@@ -147,7 +147,7 @@ def run(selected: list[notebooks.Notebook], out: Path) -> int:
         html, _ = HTMLExporter().from_notebook_node(executed)
         (out / f"{nb.name}.html").write_text(html, encoding="utf-8")
         print(f"{nb.name}: ok in {time.perf_counter() - start:.1f} s -> {out / nb.name}.ipynb/.html", flush=True)
-    if any(not models.is_real(m.key) for nb in ran for m in nb.models if not m.optional):
+    if any(not checkpoint.is_real(m.key) for nb in ran for m in nb.models if not m.optional):
         print("NOTE: stand-ins (tiny random weights) were used where a model is not downloaded; their outputs are"
               " gibberish by design. Download real checkpoints with tools/download_models.sh KEY.")
     if failed:
@@ -159,7 +159,7 @@ def refresh(selected: list[notebooks.Notebook], execute_cells: bool = True) -> i
     """Rewrite notebooks/ in place: generated cells synced, and (unless `execute_cells` is False) re-executed on
     stand-ins keeping only the outputs of cells tagged nbval-check-output."""
     for nb in selected:
-        path = models.REPO_ROOT / nb.path
+        path = paths.REPO_ROOT / nb.path
         if execute_cells and missing_kernel(nb):
             print(_skip_line(nb), flush=True)
             continue

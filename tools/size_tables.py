@@ -114,14 +114,14 @@ def header_block(text: str) -> str | None:
 def model_table() -> str:
     rows = ["| key | checkpoint | parameters | download | float32 | float16 / bfloat16 | 8-bit | 4-bit | "
             "notebook dtype on a GPU | notebooks |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for m in registry.MODELS.values():
+    for m in registry.CARDS.values():
         note = " (optional)" if m.optional else ""
         w = [sizes.format_gb(sizes.weight_bytes(m.key, d)) for d in ("float32", "float16", "int8", "4-bit")]
         rows.append(f"| `{m.key}`{note} | [{m.repo_id}](https://huggingface.co/{m.repo_id}) | "
                     f"{sizes.format_params(sizes.param_count(m.key))} | {m.download_gb:g} GB | {' | '.join(w)} | "
                     f"{m.dtype} | {', '.join(m.notebooks)} |")
-    total = sum(m.download_gb for m in registry.MODELS.values() if not m.optional)
-    left_out = ", ".join(f"`{m.key}` ({m.download_gb:g} GB)" for m in registry.MODELS.values() if m.optional)
+    total = sum(m.download_gb for m in registry.CARDS.values() if not m.optional)
+    left_out = ", ".join(f"`{m.key}` ({m.download_gb:g} GB)" for m in registry.CARDS.values() if m.optional)
     rows.append(f"| **all** | `tools/download_models.sh all`: every model above except the optional {left_out} "
                 f"(it says so when it starts) | | **{total:.1f} GB** | | | | | | |")
     return "\n".join(rows)
@@ -130,7 +130,7 @@ def model_table() -> str:
 def computed_data() -> dict:
     """What vlsteps/architectures/computed.json holds: every key's parameters and weight bytes per dtype."""
     return {key: {"params": sizes.param_count(key),
-                  "weight_bytes": {d: sizes.weight_bytes(key, d) for d in sizes.DTYPES}} for key in registry.MODELS}
+                  "weight_bytes": {d: sizes.weight_bytes(key, d) for d in sizes.DTYPES}} for key in registry.CARDS}
 
 
 def measured_table() -> str:
@@ -140,12 +140,11 @@ def measured_table() -> str:
             "workload, in its own process." + _load_note(entry), "",
             "| key | workload | peak RAM, float32 | peak RAM, bfloat16 | seconds per step, float32 | "
             "seconds per step, bfloat16 | build, float32 |", "|---|---|---|---|---|---|---|"]
-    from .dryrun import WORKLOADS
-    for key in registry.MODELS:
+    for key, card in registry.CARDS.items():
         f32, b16 = result(key, "float32"), result(key, "bfloat16")
         build = f"{f32['build_s']:.3g} s" if "build_s" in f32 else "—"
-        rows.append(f"| `{key}` | {WORKLOADS[key]} | {peak_ram((key,), 'float32')} | {peak_ram((key,), 'bfloat16')} "
-                    f"| {_seconds(f32)} | {_seconds(b16)} | {build} |")
+        rows.append(f"| `{key}` | {card.workload.text} | {peak_ram((key,), 'float32')} "
+                    f"| {peak_ram((key,), 'bfloat16')} | {_seconds(f32)} | {_seconds(b16)} | {build} |")
     return "\n".join(rows)
 
 

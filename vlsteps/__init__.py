@@ -5,10 +5,11 @@ Names are imported lazily, so command-line tools (`python -m vlsteps.download --
 import importlib
 
 _EXPORTS = {
+    "checkpoint": ["IncompleteModelError", "ModelNotFoundError", "model_dir"],
     "device": ["describe", "free_memory", "model_size_gb", "param_count", "pick_device", "pick_dtype"],
     "generation": ["token_budget"],
     "images": ["ImageLoadError", "load_image", "sample_photo", "sample_photos", "save_photos"],
-    "models": ["IncompleteModelError", "ModelNotFoundError", "model_dir", "models_dir", "outputs_dir"],
+    "paths": ["models_dir", "outputs_dir"],
     "plotting": ["draw_boxes", "overlay_heatmap", "show_grid"],
     "standins": ["is_standin"],
 }

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from .files import atomic_write
-from .models import outputs_dir
+from .paths import outputs_dir
 
 # Sample photo name (vlsteps.sample_photo) -> the questions every VQA notebook asks about it.
 QUESTIONS: dict[str, list[str]] = {

@@ -1,4 +1,5 @@
-"""Whether a model folder is a complete checkpoint, and if not, what is missing or truncated.
+"""Which folder a notebook loads for a registry key (`model_dir`): the real checkpoint when complete, else (when
+allowed) a tiny stand-in; and whether a model folder is a complete checkpoint, and if not, what is missing.
 
 "config.json exists" is not enough: with missing or truncated weights the notebook dies later inside
 `from_pretrained` with an error that never says to re-run the download, and without a tokenizer transformers
@@ -13,20 +14,70 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from . import registry
+from .cards.card import Card
 from .files import atomic_write
-from .registry import ModelSpec
+from .paths import models_dir, standins_allowed, standins_dir
+from .standins import ensure_standin
+from .widgets import standin_banner
 
 MANIFEST = "vlsteps_download.json"
 PICKLES = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
 
 
-def write_manifest(folder: Path, spec: ModelSpec, revision: str, files: dict[str, dict]) -> None:
+class ModelNotFoundError(FileNotFoundError):
+    """A model folder is missing and stand-ins are not allowed."""
+
+
+class IncompleteModelError(ModelNotFoundError):
+    """A model folder is there but incomplete (an interrupted download, missing or truncated files)."""
+
+
+def model_dir(key: str, banner: bool = True) -> Path:
+    """The folder to pass to `from_pretrained`: real if complete, else the stand-in if allowed.
+
+    An incomplete real folder raises IncompleteModelError naming what is missing and the download command
+    (which resumes it); with stand-ins allowed the notebook runs on the stand-in instead, and the banner says
+    the real download is incomplete and how to finish it, so a half-finished download is never silent.
+    """
+    spec = registry.get(key)
+    folder = real_dir(spec)
+    found = problems(folder, spec) if folder.exists() else None
+    if found == []:
+        return folder
+    incomplete = f"{folder} is incomplete: {'; '.join(found)}." if found else None
+    if not standins_allowed():
+        if incomplete:
+            raise IncompleteModelError(
+                f"Model '{key}' ({spec.repo_id}) in {incomplete} Finish the download with: "
+                f"{spec.download_command}   (or set VLSTEPS_STANDINS=1 to run on tiny random-weight stand-ins)")
+        raise ModelNotFoundError(
+            f"Model '{key}' ({spec.repo_id}, ~{spec.download_gb:g} GB) is not in {folder}. "
+            f"Download it with: {spec.download_command}   "
+            f"(or set VLSTEPS_STANDINS=1 to run on tiny random-weight stand-ins)")
+    path = ensure_standin(spec, standins_dir())
+    if banner:
+        standin_banner(spec, incomplete)
+    return path
+
+
+def real_dir(spec: Card) -> Path:
+    return models_dir() / spec.folder
+
+
+def is_real(key: str) -> bool:
+    """A real checkpoint counts only when its folder is complete."""
+    spec = registry.get(key)
+    return not problems(real_dir(spec), spec)
+
+
+def write_manifest(folder: Path, spec: Card, revision: str, files: dict[str, dict]) -> None:
     """Record a finished download ({name: {"size": ..., hash: ...}}); call it last, once every file is in place."""
     atomic_write(Path(folder) / MANIFEST, json.dumps(
         {"repo_id": spec.repo_id, "revision": revision, "files": files}, indent=1, sort_keys=True) + "\n")
 
 
-def problems(folder: Path, spec: ModelSpec) -> list[str]:
+def problems(folder: Path, spec: Card) -> list[str]:
     """What keeps `folder` from being a complete `spec` checkpoint, one phrase each; [] when complete."""
     folder = Path(folder)
     if not folder.is_dir():

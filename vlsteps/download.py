@@ -33,9 +33,9 @@ from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNot
 from huggingface_hub.utils import filter_repo_objects
 
 from . import checkpoint, registry, transfer
-from .models import models_dir
+from .paths import models_dir
 from .net import ENV_TIMEOUT, timeout_s
-from .registry import IGNORED_FILES, ModelSpec
+from .cards.card import IGNORED_FILES, Card
 from .transfer import RemoteFile, TransferError
 
 # Headroom above the bytes to fetch: the filesystem must not end up completely full.
@@ -49,7 +49,7 @@ class DownloadError(Exception):
 
 @dataclass(frozen=True)
 class Plan:
-    spec: ModelSpec
+    spec: Card
     revision: str      # the commit to fetch, so the sizes shown are the sizes fetched
     files: tuple[RemoteFile, ...]  # the selected files, with the Hub's sizes and hashes
     missing_bytes: int  # what is not on disk yet (bytes of partial files count as there)
@@ -69,7 +69,7 @@ def human(n_bytes: float) -> str:
 
 def left_out_of_all(keys: list[str]) -> str | None:
     """What `all` does not fetch, said before a download starts (a 31.8 GB checkpoint must not go missing silently)."""
-    optional = [m for m in registry.MODELS.values() if m.optional and m.key not in keys]
+    optional = [m for m in registry.CARDS.values() if m.optional and m.key not in keys]
     if "all" not in keys or not optional:
         return None
     names = ", ".join(f"{m.key} ({m.download_gb:g} GB)" for m in optional)
@@ -77,12 +77,12 @@ def left_out_of_all(keys: list[str]) -> str | None:
             f"{' '.join(m.key for m in optional)}")
 
 
-def select(keys: list[str]) -> list[ModelSpec]:
+def select(keys: list[str]) -> list[Card]:
     """Registry entries for `keys`, in order, without repeats; `all` means every non-optional one."""
-    chosen: dict[str, ModelSpec] = {}
+    chosen: dict[str, Card] = {}
     for key in keys:
         if key == "all":
-            chosen.update((m.key, m) for m in registry.MODELS.values() if not m.optional)
+            chosen.update((m.key, m) for m in registry.CARDS.values() if not m.optional)
             continue
         try:
             chosen[key] = registry.get(key)
@@ -95,7 +95,7 @@ def format_table() -> str:
     """The registry as a table (offline), with the size of `all`: parameters and weight memory computed from the
     real architectures (vlsteps.sizes), the download size as the Hub lists it."""
     from . import architectures, sizes   # sizes' formatting only: the numbers are architectures.computed's
-    models = list(registry.MODELS.values())
+    models = list(registry.CARDS.values())
     key_w = max(len(m.key) for m in models)
     repo_w = max(len(m.repo_id) for m in models)
     lines = [f"{'key':<{key_w}}  {'repo':<{repo_w}}  {'download':>9}  {'params':>7}  "
@@ -121,7 +121,7 @@ def free_bytes(path: Path) -> int:
     return shutil.disk_usage(path).free
 
 
-def download(specs: list[ModelSpec], dest: Path, endpoint: str | None = None, *, timeout: float | None = None,
+def download(specs: list[Card], dest: Path, endpoint: str | None = None, *, timeout: float | None = None,
              deadline_s: float = DEADLINE_S) -> None:
     """Fetch `specs` into `dest/<folder>`; raises DownloadError with a one-line reason.
 
@@ -161,7 +161,7 @@ def download(specs: list[ModelSpec], dest: Path, endpoint: str | None = None, *,
     print(f"Done: {', '.join(p.spec.key for p in plans)} in {dest}")
 
 
-def _plan(spec: ModelSpec, dest: Path, api: HfApi, timeout: float) -> Plan:
+def _plan(spec: Card, dest: Path, api: HfApi, timeout: float) -> Plan:
     """Ask the Hub which registry files exist and how much of them is not on disk yet."""
     # The registry may pin a revision (e.g. a safetensors conversion PR) where main holds only pickles.
     revision = spec.revision
@@ -258,13 +258,13 @@ def _disk_full(dest: Path, folder: str, plans: list[Plan]):
                             ) from None
 
 
-def _gated_message(spec: ModelSpec) -> str:
+def _gated_message(spec: Card) -> str:
     return (f"{spec.repo_id} is gated: accept its terms on https://huggingface.co/{spec.repo_id}, then run "
             f"`hf auth login` or set HF_TOKEN")
 
 
 @contextmanager
-def _hub_errors(spec: ModelSpec, endpoint: str, timeout: float):
+def _hub_errors(spec: Card, endpoint: str, timeout: float):
     """Turn what a Hub call for `spec` raises into a one-line DownloadError."""
     try:
         yield
@@ -296,12 +296,12 @@ def _hub_errors(spec: ModelSpec, endpoint: str, timeout: float):
         raise DownloadError(_network_message(spec, endpoint, err)) from None
 
 
-def _timeout_message(spec: ModelSpec, endpoint: str, timeout: float) -> str:
+def _timeout_message(spec: Card, endpoint: str, timeout: float) -> str:
     return (f"cannot download {spec.repo_id}: {endpoint} did not answer within {timeout:g} s; check your "
             f"connection and re-run (--timeout or {ENV_TIMEOUT} waits longer)")
 
 
-def _network_message(spec: ModelSpec, endpoint: str, err: Exception) -> str:
+def _network_message(spec: Card, endpoint: str, err: Exception) -> str:
     detail = " ".join(str(err).split())[:160]
     return (f"cannot download {spec.repo_id} from {endpoint} ({type(err).__name__}: {detail}); "
             f"check your connection and re-run: finished files are kept")
@@ -311,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="download_models.sh",
         description="Download the checkpoints the notebooks use (safetensors only), resumably.",
-        epilog=f"Known keys: {', '.join(registry.MODELS)}. `all` = every key not marked optional.")
+        epilog=f"Known keys: {', '.join(registry.CARDS)}. `all` = every key not marked optional.")
     parser.add_argument("keys", nargs="*", metavar="KEY", help="registry keys, or `all`")
     parser.add_argument("--list", action="store_true", help="print the model table and exit (offline)")
     parser.add_argument("--dest", type=Path, help="target folder (default: VLSTEPS_MODELS_DIR or models/)")

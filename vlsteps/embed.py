@@ -103,7 +103,7 @@ class ClipEmbedder:
             raise FileNotFoundError(f"No model folder {path}: download it first (tools/download_models.sh "
                                     f"{model_key})")
         device = device or pick_device()
-        dtype = dtype or pick_dtype(model_key if model_key in registry.MODELS else None, device)
+        dtype = dtype or pick_dtype(model_key if model_key in registry.CARDS else None, device)
         kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
         model = CLIPModel.from_pretrained(path, dtype=dtype, **kwargs).to(device)
         processor = CLIPProcessor.from_pretrained(path)

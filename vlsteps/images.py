@@ -81,7 +81,7 @@ def save_photos(photos: dict[str, Image.Image], folder: Path | None = None) -> d
 
     `folder` defaults to outputs/photos."""
     from .files import atomic_write
-    from .models import outputs_dir
+    from .paths import outputs_dir
     folder = Path(folder) if folder is not None else outputs_dir() / "photos"
     paths = {}
     for name, photo in photos.items():

@@ -90,7 +90,7 @@ def chroma_client(path=None, url: str | None = None, lock_timeout: float = LOCK_
                                   "embedded on-disk index.") from None
         return client
     if path is None:
-        from .models import outputs_dir
+        from .paths import outputs_dir
         path = outputs_dir() / "chroma"
     return locked_client(path, _settings(), lock_timeout)
 

@@ -14,6 +14,7 @@ from functools import cache
 from pathlib import Path
 
 from . import registry, sizes
+from .cards.card import Card
 from .device import model_size_gb, param_count
 from .standins import is_standin
 
@@ -21,71 +22,6 @@ from .standins import is_standin
 BLIP2_TRAINED = ("qformer", "query_tokens", "language_projection")
 TRAINED = "trained: Q-Former, queries, projection"
 VISION_PARAMS = "  of which vision encoder"
-
-
-@dataclass(frozen=True)
-class Shape:
-    """A stack of layers: how many, and how wide (hidden size)."""
-    layers: int | str
-    width: int
-
-    def __str__(self) -> str:
-        return f"{self.layers} layers x {self.width:,}"
-
-
-def _vit_tokens(v) -> int:
-    return (v.image_size // v.patch_size) ** 2 + 1          # patches + [CLS]
-
-
-def _lm_shape(t) -> Shape:
-    if t.model_type == "t5":                                 # encoder + decoder
-        return Shape(f"{t.num_layers}+{t.num_decoder_layers}", t.d_model)
-    return Shape(t.num_hidden_layers, t.hidden_size)
-
-
-def architecture_facts(config) -> dict[str, object]:
-    """Layers, widths and token counts of a transformers config, by model type (same rows for real and loaded)."""
-    kind = config.model_type
-    if kind == "vit":
-        return {"encoder": Shape(config.num_hidden_layers, config.hidden_size),
-                "image tokens (patches + [CLS])": _vit_tokens(config), "classes": config.num_labels}
-    if kind == "clip":
-        v, t = config.vision_config, config.text_config
-        return {"image tower": Shape(v.num_hidden_layers, v.hidden_size),
-                "text tower": Shape(t.num_hidden_layers, t.hidden_size),
-                "shared space (dimensions)": config.projection_dim, "vocabulary": t.vocab_size,
-                "image tokens (patches + [CLS])": _vit_tokens(v), "text tokens (max)": t.max_position_embeddings}
-    if kind == "vilt":
-        return {"transformer": Shape(config.num_hidden_layers, config.hidden_size),
-                "vocabulary": config.vocab_size, "text tokens (max)": config.max_position_embeddings,
-                "answers": config.num_labels}
-    if kind == "blip":
-        v, t = config.vision_config, config.text_config
-        return {"image encoder": Shape(v.num_hidden_layers, v.hidden_size),
-                "text model": Shape(t.num_hidden_layers, t.hidden_size), "vocabulary": t.vocab_size,
-                "image tokens (patches + [CLS])": _vit_tokens(v)}
-    if kind in ("blip-2", "instructblip"):
-        v, q, t = config.vision_config, config.qformer_config, config.text_config
-        return {"image encoder (ViT)": Shape(v.num_hidden_layers, v.hidden_size),
-                "Q-Former": Shape(q.num_hidden_layers, q.hidden_size),
-                f"language model ({t.model_type})": _lm_shape(t), "vocabulary": t.vocab_size,
-                "image tokens (patches + [CLS])": _vit_tokens(v), "query tokens": config.num_query_tokens}
-    if kind == "vision-encoder-decoder":
-        e, d = config.encoder, config.decoder
-        return {"image encoder": Shape(e.num_hidden_layers, e.hidden_size), "text decoder": Shape(d.n_layer, d.n_embd),
-                "vocabulary": d.vocab_size, "image tokens (patches + [CLS])": _vit_tokens(e)}
-    if kind == "kosmos-2":
-        v, t = config.vision_config, config.text_config
-        return {"image encoder": Shape(v.num_hidden_layers, v.hidden_size),
-                "language model": Shape(t.layers, t.embed_dim), "vocabulary": t.vocab_size,
-                "image query tokens": config.latent_query_num}
-    if kind == "qwen2_5_vl":
-        v, t = config.vision_config, config.text_config
-        return {"vision encoder": Shape(v.depth, v.hidden_size), "language model": Shape(t.num_hidden_layers,
-                                                                                          t.hidden_size),
-                "attention heads (key/value heads)": f"{t.num_attention_heads} ({t.num_key_value_heads})",
-                "vocabulary": t.vocab_size}
-    raise ValueError(f"no summary rows for model type {kind!r}")
 
 
 def _params(part) -> int:
@@ -99,21 +35,13 @@ def _trained_share(model) -> tuple[int, int] | None:
     return sum(_params(getattr(model, name)) for name in BLIP2_TRAINED), param_count(model)
 
 
-def _pipeline_facts(parts: dict) -> dict[str, object]:
-    """A diffusers pipeline (SDXL): parameters per component, the UNet's channels, the text encoders' sizes."""
-    facts = {"parameters": sum(param_count(m) for m in parts.values())}
-    facts |= {f"  of which {name}": param_count(m) for name, m in parts.items()}
-    facts["UNet channels per level"] = " / ".join(map(str, parts["unet"].config.block_out_channels))
-    for name in ("text_encoder", "text_encoder_2"):
-        c = parts[name].config
-        facts[name.replace("_", " ")] = Shape(c.num_hidden_layers, c.hidden_size)
-    return facts
-
-
-def _facts(parts: dict) -> dict[str, object]:
-    """parts: {None: model} for one model, {component: module} for a pipeline."""
+def _facts(card: Card, parts: dict) -> dict[str, object]:
+    """parts: {None: model} for one model, {component: module} for a pipeline (whose card's summary reads
+    {component: config}); the card's rows come after the parameter counts."""
     if None not in parts:
-        return _pipeline_facts(parts)
+        facts = {"parameters": sum(param_count(m) for m in parts.values())}
+        facts |= {f"  of which {name}": param_count(m) for name, m in parts.items()}
+        return facts | card.summary({name: m.config for name, m in parts.items()})
     model = parts[None]
     facts = {"parameters": param_count(model)}
     visual = getattr(getattr(model, "model", None), "visual", None)       # Qwen-VL's vision encoder
@@ -122,7 +50,7 @@ def _facts(parts: dict) -> dict[str, object]:
     share = _trained_share(model)
     if share is not None:
         facts[TRAINED] = share
-    return facts | architecture_facts(model.config)
+    return facts | card.summary(model.config)
 
 
 def _parts(model, key: str) -> dict:
@@ -132,7 +60,7 @@ def _parts(model, key: str) -> dict:
 @cache
 def real_facts(key: str) -> dict[str, object]:
     """The real checkpoint's facts, computed from its architecture on the meta device."""
-    facts = _facts({c: sizes.build(key, c) for c in sizes.module_components(key)})
+    facts = _facts(registry.get(key), {c: sizes.build(key, c) for c in sizes.module_components(key)})
     facts["parameters"] = sizes.param_count(key)            # tied weights as the checkpoint stores them
     for dtype in sizes.DTYPES:
         if dtype != "bfloat16":                              # as many bytes as float16
@@ -145,7 +73,7 @@ def loaded_facts(model, key: str) -> dict[str, object]:
     parts = _parts(model, key)
     dtypes = sorted({str(t.dtype).replace("torch.", "") for m in parts.values() for t in (*m.parameters(), *m.buffers())
                      if t.is_floating_point()})
-    facts = _facts(parts)
+    facts = _facts(registry.get(key), parts)
     if getattr(model, "hf_quantizer", None) is not None:    # bitsandbytes packs 4-bit weights: numel counts storage
         facts["parameters"] = f"{facts['parameters']:,} stored (quantized)"
         facts.pop(TRAINED, None)

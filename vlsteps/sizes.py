@@ -58,10 +58,11 @@ def build(key: str, component: str | None = None, *, device: str = "meta", dtype
     """The model (or a pipeline's component) at full size from its real architecture: on the meta device it takes
     no memory; on a real device its weights are those its class initialises (random)."""
     import torch
-    names = architectures.components(key)
+    arch = registry.get(key).architecture
+    names = architectures.components(arch)
     if names and component not in names:
         raise ValueError(f"{key} is a pipeline: pass one of its components {names}")
-    d = architectures.config(key)[component] if names else architectures.config(key)
+    d = architectures.config(arch)[component] if names else architectures.config(arch)
     dtype = dtype or torch.float32
     if device == "meta":
         from accelerate import init_empty_weights
@@ -90,10 +91,11 @@ def build(key: str, component: str | None = None, *, device: str = "meta", dtype
 
 def module_components(key: str) -> list[str | None]:
     """The parts of a registry entry that hold weights: [None] for a single model, a pipeline's modules."""
-    names = architectures.components(key)
+    arch = registry.get(key).architecture
+    names = architectures.components(arch)
     if not names:
         return [None]
-    return [n for n in names if _is_module_config(architectures.config(key)[n])]
+    return [n for n in names if _is_module_config(architectures.config(arch)[n])]
 
 
 @cache
@@ -114,7 +116,7 @@ def component_param_counts(key: str) -> dict[str, int]:
 
 def param_count(key: str, component: str | None = None) -> int:
     """Parameters of the real checkpoint (a pipeline: all its components, or the one named)."""
-    if component is not None or not architectures.components(key):
+    if component is not None or module_components(key) == [None]:
         return counts(key, component).params
     return sum(component_param_counts(key).values())
 
@@ -132,7 +134,7 @@ def _bytes(c: Counts, dtype: str) -> int:
 
 def weight_bytes(key: str, dtype: str, component: str | None = None) -> int:
     """Bytes of the weights alone at `dtype` (one of DTYPES), computed from the parameter count."""
-    if component is not None or not architectures.components(key):
+    if component is not None or module_components(key) == [None]:
         return _bytes(counts(key, component), dtype)
     return sum(_bytes(counts(key, c), dtype) for c in module_components(key))
 

@@ -5,10 +5,12 @@ cell (`box`, not `box.widget`). Each has one status line, `.status`, written onl
 `show_error`: user and model text is HTML-escaped there (and in the chat transcript) by the one `escape`, and
 errors are in the one ERROR colour.
 A click that arrives while the model runs is dropped (`busy`), since clicks queue up in the kernel.
+The red stand-in banner (`standin_banner`, shown by `vlsteps.model_dir`) is in the same colour.
 """
 from __future__ import annotations
 
 import html
+import sys
 from contextlib import contextmanager
 from functools import partial
 
@@ -69,3 +71,33 @@ class Widget:
     def _ipython_display_(self):
         from IPython.display import display
         display(self.widget)
+
+
+_EXPLAINED = False
+
+
+def standin_banner(spec, incomplete: str | None = None) -> None:
+    """The red line a notebook shows when `model_dir` hands it a stand-in (stderr outside IPython): what a stand-in
+    is (said once a session; a notebook may load six), and the download that gives real results."""
+    global _EXPLAINED
+    from .generation import STANDIN_TOKENS
+    advice = (f"The real download in {incomplete} Finish it with: {spec.download_command}" if incomplete
+              else f"For real results: {spec.download_command}")
+    text = f"STAND-IN: '{spec.key}' is a tiny random-weight copy of {spec.repo_id}"
+    if _EXPLAINED:
+        text += f": its outputs are noise. {advice}"
+    else:
+        text += (f". Shapes and by-hand checks hold, but its text, labels, scores and maps are noise (generated text "
+                 f"is cut to {STANDIN_TOKENS} new tokens); the notes 'With the real checkpoint' say what the real "
+                 f"model shows. {advice}")
+        _EXPLAINED = True
+    try:
+        from IPython import get_ipython
+        from IPython.display import HTML, display
+        if get_ipython() is not None:
+            display(HTML(f'<div style="background:{ERROR};color:white;padding:8px;font-weight:bold">'
+                         f'{escape(text)}</div>'))
+            return
+    except ImportError:
+        pass
+    print(f"\n!!! {text}\n", file=sys.stderr)

@@ -23,7 +23,7 @@ def build_model(arch_name: str):
     tower is never run here). Plus a CLIPProcessor with CLIP's real preprocessing settings."""
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTextConfig, CLIPVisionConfig
 
-    from vlsteps.standins.tiny_tokenizers import clip_tokenizer
+    from vlsteps.cards.tiny_tokenizers import clip_tokenizer
     arch = ARCHS[arch_name]
     tok = clip_tokenizer()
     text = CLIPTextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,

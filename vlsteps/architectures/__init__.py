@@ -1,17 +1,16 @@
 """The real checkpoints' architectures, kept as data, so sizes are computed rather than typed.
 
-One folder per registry key holds the checkpoint's model config (for a diffusers pipeline, one sub-folder per
-component, as the Hub repo lays them out) and `processor.json`, the processor facts the notebooks rely on. A
-learner on stand-ins sees the real model's numbers from these; `vlsteps.sizes` builds the models from them on the
-meta device. SOURCES.md says where each value comes from; `_comment` keys say what could not be confirmed.
+One folder per architecture (a card's `architecture`, by default its registry key) holds the checkpoint's model
+config (for a diffusers pipeline, one sub-folder per component, as the Hub repo lays them out) and `processor.json`,
+the processor facts the notebooks rely on. A learner on stand-ins sees the real model's numbers from these;
+`vlsteps.sizes` builds the models from them on the meta device. SOURCES.md says where each value comes from;
+`_comment` keys say what could not be confirmed.
 """
 from __future__ import annotations
 
 import json
 from functools import cache
 from pathlib import Path
-
-from .. import registry
 
 HERE = Path(__file__).resolve().parent
 MEASURED = HERE / "measured.json"   # the full-size dry runs (`make sizes`), one entry per machine
@@ -31,11 +30,11 @@ def _load(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def _folder(key: str) -> Path:
-    registry.get(key)  # an unknown key fails with the list of known ones
-    folder = HERE / key
+def _folder(name: str) -> Path:
+    folder = HERE / name
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is missing: every registry key needs its architecture there")
+        known = sorted(p.name for p in HERE.iterdir() if p.is_dir() and not p.name.startswith("_"))
+        raise KeyError(f"No architecture {name!r} in {HERE}. Known: {', '.join(known)}")
     return folder
 
 
@@ -75,6 +74,9 @@ def comments(key: str) -> dict[str, str]:
 
 
 def computed(key: str) -> dict:
-    """{"params": int, "weight_bytes": {dtype: int}} of the real checkpoint, as vlsteps.sizes computed them."""
-    registry.get(key)
-    return _load(COMPUTED)[key]
+    """{"params": int, "weight_bytes": {dtype: int}} of registry key `key`'s real checkpoint, as vlsteps.sizes
+    computed them."""
+    try:
+        return _load(COMPUTED)[key]
+    except KeyError:
+        raise KeyError(f"{key!r} is not in {COMPUTED}: run `make readme` to compute its sizes") from None

@@ -94,7 +94,7 @@ def image_features(name: str) -> tuple[ImageFeatures, int]:
     if name in ("clip", "vit"):
         from transformers import AutoImageProcessor, CLIPVisionModel, ViTModel
         from transformers.utils import logging as hf_logging
-        from ..models import is_real, model_dir
+        from ..checkpoint import is_real, model_dir
         folder = model_dir(name)
         # The checkpoints hold more than the image tower (CLIP's text tower, ViT's classifier): transformers
         # reports every unused key as a warning, which here is expected.

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from .. import models
+from .. import paths
 
 
 def main(argv=None) -> None:
@@ -16,10 +16,10 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     log = logging.getLogger("vlsteps.serve")
-    if models.standins_allowed():
+    if paths.standins_allowed():
         log.warning("STAND-INS ALLOWED (VLSTEPS_STANDINS=1): models without a real checkpoint in %s run as tiny "
                     "random-weight copies, whose outputs are gibberish. /api/v1/status says which.",
-                    models.models_dir())
+                    paths.models_dir())
     import uvicorn
 
     from .app import create_app

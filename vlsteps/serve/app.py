@@ -9,10 +9,10 @@ import time
 
 from fastapi import FastAPI, Request
 
-from .. import models, registry
+from .. import checkpoint, paths, registry
 from ..device import describe, pick_device
 from . import caption_upload, captioners, errors, legacy, photofield, photoprism
-from .models import ModelPool
+from .pool import ModelPool
 from .settings import Settings
 
 log = logging.getLogger("vlsteps.serve")
@@ -130,10 +130,10 @@ def service_status(app: FastAPI) -> dict:
     keys = ["clip", *dict.fromkeys(m.key for m in captioners.MODELS.values())]
     served = {}
     for key in keys:
-        real = bool(settings.clip_dir) if key == "clip" and settings.clip_dir else models.is_real(key)
+        real = bool(settings.clip_dir) if key == "clip" and settings.clip_dir else checkpoint.is_real(key)
         source = pool.sources.get(key)
         served[key] = {"repo_id": registry.get(key).repo_id, "real_checkpoint": real,
-                       "standin": source["standin"] if source else (not real and models.standins_allowed()),
+                       "standin": source["standin"] if source else (not real and paths.standins_allowed()),
                        "loaded": source is not None}
     standins = sorted(k for k, v in served.items() if v["standin"])
     return {"standins_in_use": bool(standins),

@@ -1,10 +1,10 @@
 """Caption models behind one call: `Captioner.caption([(image, prompt), ...]) -> [(text, confidence), ...]`.
 
-Each model is loaded and prompted as its notebook does (notebooks/blip.ipynb for kosmos-2, blip-caption and vit-gpt2,
-blip2.ipynb, qwen_vl.ipynb), with greedy decoding, so a caption does not depend on what else was in its batch:
-items are preprocessed one by one and only items whose inputs have the same shape are stacked into one `generate`,
-so no item is ever padded. `confidence` is computed: the geometric mean of the probabilities the model gave the
-tokens it chose.
+Each model is loaded and prompted as its notebook does, by its card's `serve` (vlsteps.cards: notebooks/blip.ipynb
+for kosmos-2, blip-caption and vit-gpt2, blip2.ipynb, qwen_vl.ipynb), with greedy decoding, so a caption does not
+depend on what else was in its batch: items are preprocessed one by one and only items whose inputs have the same
+shape are stacked into one `generate`, so no item is ever padded. `confidence` is computed: the geometric mean of the
+probabilities the model gave the tokens it chose.
 
 A request's prompt is put in the model's own format, or dropped where the model cannot use it (`CaptionModel.prompt_use`
 says which, in /api/v1/status). PhotoPrism sends an instruction written for Ollama chat models with every caption
@@ -18,12 +18,9 @@ from typing import Callable
 
 import torch
 
+from .. import registry
+from ..cards import kosmos2, qwen_vl
 from ..device import pick_device, pick_dtype
-from ..prompts import qa_prompt
-
-KOSMOS_PROMPT = "<grounding>An image of"
-QWEN_PROMPT = "Describe this image in one sentence."
-QWEN_IMAGE_SIZE = {"shortest_edge": 56 * 56, "longest_edge": 256 * 28 * 28}   # at most 256 visual tokens
 
 
 @dataclass(frozen=True)
@@ -40,7 +37,7 @@ class CaptionModel:
 IGNORED = "ignored: the model captions without a prompt"
 MODELS = {m.name: m for m in [
     CaptionModel("kosmos-2", "kosmos-2", "patch14-224", False,
-                 f"ignored: the caption continues the model's own grounding prompt {KOSMOS_PROMPT!r}"),
+                 f"ignored: the caption continues the model's own grounding prompt {kosmos2.PROMPT!r}"),
     CaptionModel("blip-caption", "blip-caption", "large", False, IGNORED),
     CaptionModel("vit-gpt2", "vit-gpt2", "latest", False, IGNORED),
     CaptionModel("blip2", "blip2", "opt-2.7b", True,
@@ -50,7 +47,7 @@ MODELS = {m.name: m for m in [
                  "model's own unprompted one"),
     CaptionModel("qwen-vl", "qwen-vl", "2.5-3b-instruct", True,
                  "the user turn of Qwen's chat template, after the image, as sent (PhotoPrism's default caption "
-                 f"instruction included); without one: {QWEN_PROMPT!r}"),
+                 f"instruction included); without one: {qwen_vl.SERVE_PROMPT!r}"),
 ]}
 DEFAULT = "kosmos-2"
 
@@ -105,72 +102,15 @@ def _shape_key(inputs: dict) -> tuple:
 
 
 def load(key: str, path, max_new_tokens: int = 30) -> Captioner:
-    """The captioner for registry key `key` from the model folder `path`."""
-    import transformers as t
+    """The captioner for registry key `key` from the model folder `path`, loaded and prompted by its card's `serve`
+    (as its notebook does), in the dtype its notebook uses."""
+    card = registry.get(key)
+    if card.serve is None:
+        raise KeyError(f"No caption model {key!r}; served: {', '.join(MODELS)}")
     device = pick_device()
-    dtype = pick_dtype(key, device)   # as blip.ipynb loads it
-    if key == "kosmos-2":
-        processor = t.Kosmos2Processor.from_pretrained(path)
-        model = t.Kosmos2ForConditionalGeneration.from_pretrained(path, dtype=dtype).to(device)
-
-        def prepare(image, prompt):
-            x = processor(text=KOSMOS_PROMPT, images=image, return_tensors="pt")
-            return {k: x[k] for k in ("pixel_values", "input_ids", "attention_mask", "image_embeds_position_mask")}
-
-        # Copied from notebooks/blip.ipynb: kosmos_read
-        def kosmos_read(text):
-            """Kosmos-2's decoded text -> (the clean caption without the prompt, the entities)."""
-            caption, entities = processor.post_process_generation(text)
-            return caption.removeprefix("An image of").strip(), entities
-
-        # finish: the new tokens only, the caption after the prompt with its entity tags removed
-        return Captioner(model, lambda ids: processor.decode(ids, skip_special_tokens=True), prepare,
-                         lambda text: kosmos_read(text)[0], max_new_tokens, resolution(processor.image_processor))
-    if key == "blip-caption":
-        processor = t.BlipProcessor.from_pretrained(path)
-        model = t.BlipForConditionalGeneration.from_pretrained(path, dtype=dtype).to(device)
-        return Captioner(model, lambda ids: processor.decode(ids, skip_special_tokens=True),
-                         lambda image, prompt: dict(processor(images=image, return_tensors="pt")),
-                         max_new_tokens=max_new_tokens, resolution=resolution(processor.image_processor))
-    if key == "vit-gpt2":
-        image_processor = t.ViTImageProcessor.from_pretrained(path)
-        tokenizer = t.AutoTokenizer.from_pretrained(path)
-        model = t.VisionEncoderDecoderModel.from_pretrained(path, dtype=dtype).to(device)
-        return Captioner(model, lambda ids: tokenizer.decode(ids, skip_special_tokens=True),
-                         lambda image, prompt: dict(image_processor(images=image, return_tensors="pt")),
-                         max_new_tokens=max_new_tokens, resolution=resolution(image_processor))
-    if key == "blip2":
-        processor = t.Blip2Processor.from_pretrained(path)
-        model = t.Blip2ForConditionalGeneration.from_pretrained(path, dtype=dtype).to(device)
-
-        def prepare(image, prompt):
-            return dict(processor(images=image, text=blip2_prompt(prompt), return_tensors="pt"))
-
-        return Captioner(model, lambda ids: processor.decode(ids, skip_special_tokens=True), prepare,
-                         max_new_tokens=max_new_tokens, resolution=resolution(processor.image_processor))
-    if key == "qwen-vl":
-        processor = t.AutoProcessor.from_pretrained(path)
-        model = t.Qwen2_5_VLForConditionalGeneration.from_pretrained(path, dtype=dtype, attn_implementation="sdpa"
-                                                                     ).to(device)
-
-        def prepare(image, prompt):
-            messages = [{"role": "user", "content": [{"type": "image", "image": image},
-                                                     {"type": "text", "text": prompt or QWEN_PROMPT}]}]
-            return dict(processor.apply_chat_template(
-                messages, tokenize=True, add_generation_prompt=True, return_dict=True, return_tensors="pt",
-                processor_kwargs={"images_kwargs": {"size": dict(QWEN_IMAGE_SIZE)}}))
-
-        return Captioner(model, lambda ids: processor.decode(ids, skip_special_tokens=True), prepare,
-                         max_new_tokens=max_new_tokens)
-    raise KeyError(f"No caption model {key!r}; served: {', '.join(MODELS)}")
-
-
-def blip2_prompt(prompt: str | None) -> str | None:
-    """BLIP-2's text input for a request's prompt (None: caption unprompted), as `MODELS["blip2"].prompt_use` says."""
-    text = " ".join((prompt or "").split())
-    if text.lower().startswith("question:"):
-        return text
-    return qa_prompt(text) if text.endswith("?") else None
+    parts = card.serve(path, pick_dtype(key, device), device)
+    edge = resolution(parts.pop("image_processor", None))
+    return Captioner(**parts, max_new_tokens=max_new_tokens, resolution=edge)
 
 
 def resolution(image_processor) -> int | None:

@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from ..models import ModelNotFoundError
+from ..checkpoint import ModelNotFoundError
 from .batching import Busy
 from .inputs import BadInput
 

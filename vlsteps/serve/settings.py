@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from ..models import outputs_dir
+from ..paths import outputs_dir
 from ..net import AddressPolicy
 
 PREFIX = "VLSTEPS_SERVE_"

@@ -1,32 +1,36 @@
 """Tiny random-weight stand-ins for every registry entry, built offline.
 
 Each stand-in uses the real checkpoint's model and processor classes and its folder name, so a
-notebook's own `from_pretrained(folder)` calls run unchanged on them. Builders live in one module
-per family (`vlsteps.standins.<family>`), each exposing `build(spec, out)`.
+notebook's own `from_pretrained(folder)` calls run unchanged on them. Each card's `standin` builds its
+files (`vlsteps.cards.<family>`, with what the builders share in `cards.common` and `cards.tiny_tokenizers`);
+this package builds them atomically, marks them, and rebuilds them when their builder changed.
 """
 from __future__ import annotations
 
 import hashlib
-import importlib
+import inspect
 import json
 import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from .. import architectures, registry
+from .. import architectures
+from ..cards.card import Card
 
 MARKER = "vlsteps_standin.json"
 _HERE = Path(__file__).resolve().parent
+_CARDS = _HERE.parent / "cards"
 
 
-def builder_version(spec: registry.ModelSpec) -> str:
+def builder_version(spec: Card) -> str:
     """Hash of the builder's sources and of the real architecture it copies interface sizes from: a stand-in
     built by older code or from older data is rebuilt, never reused."""
     h = hashlib.sha256()
-    for name in ("__init__.py", "common.py", "tiny_tokenizers.py", f"{spec.family}.py"):
-        h.update((_HERE / name).read_bytes())
-    folder = architectures.HERE / spec.key
+    for path in (_HERE / "__init__.py", _CARDS / "common.py", _CARDS / "tiny_tokenizers.py",
+                 Path(inspect.getfile(spec.standin))):
+        h.update(path.read_bytes())
+    folder = architectures.HERE / spec.architecture
     for path in sorted(folder.rglob("*.json")):
         h.update(str(path.relative_to(folder)).encode() + path.read_bytes())
     return h.hexdigest()[:16]
@@ -49,18 +53,17 @@ def _quiet():
             logging.enable_progress_bar()
 
 
-def build(key: str, dest: Path) -> Path:
+def build(spec: Card, dest: Path) -> Path:
     """Build one stand-in into dest/<folder>, atomically: a crash leaves no half-written folder."""
-    spec = registry.get(key)
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     final = dest / spec.folder
     tmp = Path(tempfile.mkdtemp(prefix=f".{spec.folder}.", dir=dest))
     try:
         with _quiet():
-            importlib.import_module(f"{__name__}.{spec.family}").build(spec, tmp)
+            spec.standin(spec, tmp)
         (tmp / MARKER).write_text(json.dumps(
-            {"key": key, "repo_id": spec.repo_id, "builder": builder_version(spec)}, indent=1) + "\n")
+            {"key": spec.key, "repo_id": spec.repo_id, "builder": builder_version(spec)}, indent=1) + "\n")
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)
@@ -69,13 +72,12 @@ def build(key: str, dest: Path) -> Path:
     return final
 
 
-def ensure_standin(key: str, dest: Path) -> Path:
-    """The stand-in folder for key, built (or rebuilt after a builder change) only when needed."""
-    spec = registry.get(key)
+def ensure_standin(spec: Card, dest: Path) -> Path:
+    """The stand-in folder for spec, built (or rebuilt after a builder change) only when needed."""
     folder = Path(dest) / spec.folder
     try:
         if json.loads((folder / MARKER).read_text())["builder"] == builder_version(spec):
             return folder
     except (OSError, ValueError, KeyError):
         pass
-    return build(key, dest)
+    return build(spec, dest)

@@ -1,12 +1,13 @@
-"""dandelin/vilt-b32-finetuned-vqa stand-in: real image size (384), patch size (32) and 40-token text limit,
+"""ViLT: dandelin/vilt-b32-finetuned-vqa, visual question answering as classification (notebooks/vilt.ipynb).
+
+Its stand-in has the real image size (384), patch size (32) and 40-token text limit,
 so the joint sequence the notebook prints has the real checkpoint's layout; the real 3,129-answer head and the
 real 30,522-token (bert-base-uncased) vocabulary size, over a tiny 32-wide transformer."""
-import torch
-from transformers import ViltConfig, ViltForQuestionAnswering, ViltImageProcessor, ViltProcessor
+from __future__ import annotations
 
 from .. import architectures
+from .card import VISION_TEXT, Card, Shape, Workload, random_ids, random_pixels
 from .common import TINY, seeded
-from .tiny_tokenizers import bert_tokenizer
 
 MAX_TEXT = 40   # real: tokenizer model_max_length == max_position_embeddings == 40
 
@@ -18,9 +19,13 @@ FIRST_ANSWERS = ["yes", "no", "0", "1", "2", "3", "4", "cat", "dog", "coffee", "
 
 
 def build(spec, out):
+    import torch
+    from transformers import ViltConfig, ViltForQuestionAnswering, ViltImageProcessor, ViltProcessor
+
+    from .tiny_tokenizers import bert_tokenizer
     # The real head's 3,129 answers (VQA v2 training answers that occur at least 9 times) and bert-base-uncased's
     # 30,522-token vocabulary size: the tiny WordPiece fills the first rows, no text reaches the others.
-    real = architectures.config(spec.key)
+    real = architectures.config(spec.architecture)
     tok = bert_tokenizer(model_max_length=MAX_TEXT)
     answers = FIRST_ANSWERS + [f"answer {i}" for i in range(len(FIRST_ANSWERS), real["num_labels"])]
     config = ViltConfig(vocab_size=real["vocab_size"], max_position_embeddings=MAX_TEXT, image_size=384, patch_size=32,
@@ -37,3 +42,24 @@ def build(spec, out):
     image_processor = ViltImageProcessor(size={"shortest_edge": 384}, size_divisor=32,
                                          image_mean=[0.5] * 3, image_std=[0.5] * 3)
     ViltProcessor(image_processor=image_processor, tokenizer=tok).save_pretrained(out)
+
+
+def summary(config) -> dict[str, object]:
+    return {"transformer": Shape(config.num_hidden_layers, config.hidden_size),
+            "vocabulary": config.vocab_size, "text tokens (max)": config.max_position_embeddings,
+            "answers": config.num_labels}
+
+
+def answer(card, models, device, dtype, g) -> int:
+    import torch
+    ids = random_ids(g, 12, architectures.config(card.architecture)["vocab_size"], device)
+    models[None](input_ids=ids, attention_mask=torch.ones_like(ids), token_type_ids=torch.zeros_like(ids),
+                 pixel_values=random_pixels(g, device, dtype, 1, 3, 384, 512),
+                 pixel_mask=torch.ones(1, 384, 512, dtype=torch.long, device=device))
+    return 0
+
+
+CARDS = [
+    Card("vilt", "dandelin/vilt-b32-finetuned-vqa", 0.47, "float32", ("vilt",), standin=build, summary=summary,
+         workload=Workload("answer 1 question (384x512 image)", answer), revision="refs/pr/9", required=VISION_TEXT),
+]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import models, registry
+from .. import checkpoint, registry
 from ..generation import token_budget
 from ..standins import is_standin
 from . import captioners
@@ -35,9 +35,9 @@ class ModelPool:
         if key == "clip" and self.settings.clip_dir:
             path = Path(self.settings.clip_dir).expanduser()
             if not path.is_dir():
-                raise models.ModelNotFoundError(f"VLSTEPS_SERVE_CLIP_DIR={self.settings.clip_dir!r} is no folder")
+                raise checkpoint.ModelNotFoundError(f"VLSTEPS_SERVE_CLIP_DIR={self.settings.clip_dir!r} is no folder")
         else:
-            path = models.model_dir(key, banner=False)
+            path = checkpoint.model_dir(key, banner=False)
         standin = is_standin(path)
         self.sources[key] = {"folder": str(path), "standin": standin}
         if standin:

@@ -1,14 +1,13 @@
 """What several stand-in builders share: seeding, safe decoding, and sizes."""
 from __future__ import annotations
 
-import torch
-
 # Tiny but structurally faithful: enough layers and heads for every code path, nothing more.
 TINY = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
 
 
 def seeded(seed: int = 0) -> None:
     """Seed before each model init, so building one key alone gives the same bytes as building all."""
+    import torch
     torch.manual_seed(seed)
 
 
@@ -21,6 +20,7 @@ def harden_lm_head(model, tok, logit_std: float = 10.0) -> int:
     text is never empty and never holds EOS, image tokens or broken byte pieces. It is done on the
     weights because BLIP-2/InstructBLIP ignore the saved generation_config. Returns the rows zeroed.
     """
+    import torch
     weight = model.get_output_embeddings().weight
     bad_ids = set(tok.all_special_ids) | set(tok.get_added_vocab().values())
     bad, good = [], []

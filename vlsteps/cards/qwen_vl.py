@@ -1,4 +1,6 @@
-"""Qwen/Qwen2.5-VL-3B-Instruct stand-in: the real classes, chat template, special tokens and image processor.
+"""Qwen2.5-VL: Qwen/Qwen2.5-VL-3B-Instruct, a chat model that sees (notebooks/qwen_vl.ipynb; served).
+
+Its stand-in has the real classes, chat template, special tokens and image processor.
 
 What the notebook teaches depends on the image processor (14 px patches merged 2x2, and the real
 min_pixels/max_pixels defaults decide the number of visual tokens), so those are the real values;
@@ -11,11 +13,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
-from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-
+from .. import architectures
+from .card import VISION_TEXT, Card, Shape, Workload, generate, random_ids, random_pixels
 from .common import harden_lm_head, seeded
-from .tiny_tokenizers import qwen_tokenizer
+
+SERVE_PROMPT = "Describe this image in one sentence."   # a served caption request without a prompt
+SERVE_IMAGE_SIZE = {"shortest_edge": 56 * 56, "longest_edge": 256 * 28 * 28}   # at most 256 visual tokens
 
 # The real checkpoint's chat template (Qwen2.5-VL ships the same one as Qwen2-VL).
 CHAT_TEMPLATE = (
@@ -43,6 +46,10 @@ PREPROCESSOR_CONFIG = {
 
 
 def build(spec, out):
+    import torch
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    from .tiny_tokenizers import qwen_tokenizer
     tok = qwen_tokenizer()
     ids = {t: tok.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>", "<|image_pad|>",
                                                      "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")}
@@ -70,3 +77,52 @@ def build(spec, out):
     tok.save_pretrained(out)
     (Path(out) / "preprocessor_config.json").write_text(json.dumps(PREPROCESSOR_CONFIG, indent=2) + "\n")
     (Path(out) / "chat_template.json").write_text(json.dumps({"chat_template": CHAT_TEMPLATE}, indent=2) + "\n")
+
+
+def summary(config) -> dict[str, object]:
+    v, t = config.vision_config, config.text_config
+    return {"vision encoder": Shape(v.depth, v.hidden_size),
+            "language model": Shape(t.num_hidden_layers, t.hidden_size),
+            "attention heads (key/value heads)": f"{t.num_attention_heads} ({t.num_key_value_heads})",
+            "vocabulary": t.vocab_size}
+
+
+def answer(card, models, device, dtype, g) -> int:
+    import torch
+    cfg = architectures.config(card.architecture)
+    v = cfg["vision_config"]
+    grid_h, grid_w = 36, 56                      # 2,016 patches -> 504 visual tokens (<= 512, the chat's bound)
+    n_tokens = grid_h * grid_w // v["spatial_merge_size"] ** 2
+    patch = 3 * v["temporal_patch_size"] * v["patch_size"] ** 2
+    ids = torch.cat([random_ids(g, 14, 151000, device),
+                     torch.tensor([[cfg["vision_start_token_id"]]], device=device),
+                     torch.full((1, n_tokens), cfg["image_token_id"], device=device),
+                     torch.tensor([[cfg["vision_end_token_id"]]], device=device),
+                     random_ids(g, 16, 151000, device)], dim=1)
+    return generate(models[None], 16, input_ids=ids, attention_mask=torch.ones_like(ids),
+                    pixel_values=random_pixels(g, device, dtype, grid_h * grid_w, patch),
+                    image_grid_thw=torch.tensor([[1, grid_h, grid_w]], device=device))
+
+
+def serve(path, dtype, device) -> dict:
+    """The request's prompt as the user turn of the chat template, after the image, as qwen_vl.ipynb asks."""
+    import transformers as t
+    processor = t.AutoProcessor.from_pretrained(path)
+    model = t.Qwen2_5_VLForConditionalGeneration.from_pretrained(path, dtype=dtype, attn_implementation="sdpa"
+                                                                 ).to(device)
+
+    def prepare(image, prompt):
+        messages = [{"role": "user", "content": [{"type": "image", "image": image},
+                                                 {"type": "text", "text": prompt or SERVE_PROMPT}]}]
+        return dict(processor.apply_chat_template(
+            messages, tokenize=True, add_generation_prompt=True, return_dict=True, return_tensors="pt",
+            processor_kwargs={"images_kwargs": {"size": dict(SERVE_IMAGE_SIZE)}}))
+
+    return dict(model=model, decode=lambda ids: processor.decode(ids, skip_special_tokens=True), prepare=prepare)
+
+
+CARDS = [
+    Card("qwen-vl", "Qwen/Qwen2.5-VL-3B-Instruct", 7.5, "bfloat16", ("qwen_vl",), standin=build, summary=summary,
+         workload=Workload("1 answer at the chat's max_pixels (504 visual tokens), 16 new tokens, greedy", answer),
+         serve=serve, required=VISION_TEXT),
+]
