@@ -18,7 +18,7 @@ KEPT = {("notebooks/captioner.ipynb", "causal_mask"): "vlsteps/captioner/model.p
         ("notebooks/captioner.ipynb", "TransformerDecoderBlock"): "vlsteps/captioner/model.py",
         ("notebooks/captioner.ipynb", "greedy"): "vlsteps/captioner/decode.py",
         ("notebooks/captioner.ipynb", "beam"): "vlsteps/captioner/decode.py",
-        ("notebooks/blip.ipynb", "kosmos_read"): "vlsteps/serve/captioners.py",
+        ("notebooks/blip.ipynb", "kosmos_read"): "vlsteps/cards/kosmos2.py",
         ("notebooks/blip2.ipynb", "generate"): "notebooks/instructblip.ipynb",
         ("vlsteps/model_summary.py", "_fmt_bytes"): "notebooks/blip2.ipynb"}
 
