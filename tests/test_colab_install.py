@@ -205,6 +205,28 @@ def test_vit_installs_vlsteps_alone_on_colab(colab, tmp_path):
     assert [item["metadata"]["name"] for item in report["install"]] == ["vlsteps"]
 
 
+WIDGET_TESTS = ["tests/test_widgets.py", "tests/test_ask_widget.py", "tests/test_chat_widget.py",
+                "tests/test_search_widget.py"]
+
+
+@SLOW
+def test_widgets_and_progress_bars_work_with_colabs_ipywidgets_7(tmp_path):
+    """The widget tests, and a notebook progress bar, with Colab's ipywidgets 7.7.1 in front of this venv's 8."""
+    freeze = colab_freeze()
+    wanted = [f"{name}=={freeze[name]}" for name in ("ipywidgets", "widgetsnbextension", "ipython-genutils")]
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", tmp_path, *wanted],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(models.REPO_ROOT), str(tmp_path)])}
+    bar = ("import ipywidgets, tqdm.notebook; bar = tqdm.notebook.tqdm(total=2); bar.update(2); bar.close(); "
+           "print(ipywidgets.__version__, type(bar.container).__name__)")
+    shown = subprocess.run([sys.executable, "-c", bar], env=env, capture_output=True, text=True, timeout=120)
+    assert shown.stdout.splitlines()[-1:] == ["7.7.1 TqdmHBox"], shown.stdout + shown.stderr[-3000:]
+    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *WIDGET_TESTS],
+                           env=env, cwd=models.REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert tests.returncode == 0, tests.stdout[-3000:]
+
+
 def test_every_main_notebook_installs_its_own_extra_from_home():
     for nb in MAIN:
         assert PIP_LINE.search(nb.install_cell)["spec"] == f"vlsteps[{nb.name}] @ git+{notebooks.HOME}"
