@@ -13,23 +13,34 @@ PIP_SPEC = f"vlsteps @ git+{HOME}"
 LAVIS_HINT = "LAVIS_PYTHON=/path/to/python3.11 make lavis-env"
 _BADGE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)")
 
-_INSTALL = """# On Colab: install vlsteps (keeps Colab's own torch) and download this notebook's {what}.
+PINS = "/tmp/pins.txt"
+# Colab's packages, pinned: pip adds what the notebook's extra needs and replaces none of them (its frontend shows
+# ipywidgets 7 only), except those the notebook names as needing newer versions.
+_INSTALL = """# On Colab: install vlsteps[{name}] and download this notebook's {what}.
+# Colab's own packages stay as they are (pinned from pip's list; Colab shows ipywidgets 7 only).{newer}
 import sys
 if "google.colab" in sys.modules:
-    %pip install -q "{spec}"
+    !python -m pip list --format=freeze --exclude vlsteps{excludes} > {pins}
+    %pip install -q -c {pins} "{spec}"
     !python -m vlsteps.download {keys}"""
 _OPTIONAL = "\n    # Optional, not downloaded here: !python -m vlsteps.download {key}"
+# Where LAVIS cannot install, the cell raises: Run all stops here, and IPython shows what _render_traceback_ returns,
+# the one message, in place of a traceback.
 _INSTALL_LAVIS = """# On Colab: LAVIS replaces Colab's transformers and NumPy in this runtime (nothing else of this collection runs
 # in it afterwards). Run this cell, then Runtime > Restart session, then run the notebook from the top.
 # LAVIS's transformers 4.26 needs tokenizers 0.13, which has wheels up to Python 3.11 only.
 import sys
 if "google.colab" in sys.modules:
-    if sys.version_info[:2] == (3, 11):
-        %pip install -q salesforce-lavis==1.0.2 "numpy<2" "transformers==4.26.1"
-        %pip install -q --no-deps "{spec}"
-    else:
-        print(f"This Colab runs Python {{sys.version_info.major}}.{{sys.version_info.minor}}: salesforce-lavis 1.0.2 "
-              "cannot be installed here. Run this notebook locally after `{hint}` (Python 3.11).")"""  # noqa: E501
+    if sys.version_info[:2] != (3, 11):
+        class CannotRunHere(Exception):
+            def _render_traceback_(self):
+                return [str(self)]
+        python = f"{{sys.version_info.major}}.{{sys.version_info.minor}}"
+        raise CannotRunHere(f"This Colab runs Python {{python}}, and salesforce-lavis 1.0.2 needs Python 3.11: this "
+                            "notebook stops here. Run it locally, set up with "
+                            "`{hint}`.")
+    %pip install -q salesforce-lavis==1.0.2 "numpy<2" "transformers==4.26.1"
+    %pip install -q --no-deps "{spec}\""""  # noqa: E501
 
 
 @dataclass(frozen=True)
@@ -39,6 +50,9 @@ class Notebook:
     kernel: str = "python3"   # the LAVIS notebook runs in its own environment's kernel
     # For a notebook without registry models: what the README's models and sizes columns say instead.
     own_models: tuple[str, str, str, str, str] | None = None
+    # Colab's packages that this notebook needs newer than Colab ships: its install cell leaves them unpinned
+    # (tests/test_colab_install.py checks this against Colab's freeze).
+    newer_than_colab: tuple[str, ...] = ()
 
     @property
     def path(self) -> str:
@@ -53,6 +67,11 @@ class Notebook:
         return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({self.colab_url})"
 
     @property
+    def pip_spec(self) -> str:
+        """What the install cell installs: vlsteps with the notebook's extra (pyproject.toml), what it imports."""
+        return f"vlsteps[{self.name}] @ git+{HOME}"
+
+    @property
     def models(self) -> list[registry.Card]:
         return registry.for_notebook(self.name)
 
@@ -62,7 +81,11 @@ class Notebook:
         if self.kernel != "python3":
             return _INSTALL_LAVIS.format(spec=PIP_SPEC, hint=LAVIS_HINT)
         wanted = [m.key for m in self.models if not m.optional]
-        text = _INSTALL.format(what="model" if len(wanted) == 1 else "models", spec=PIP_SPEC, keys=" ".join(wanted))
+        newer = " and ".join(self.newer_than_colab)
+        text = _INSTALL.format(name=self.name, what="model" if len(wanted) == 1 else "models", pins=PINS,
+                               spec=self.pip_spec, keys=" ".join(wanted),
+                               newer=newer and f"\n# Not pinned: {newer}, which this notebook needs newer.",
+                               excludes="".join(f" --exclude {name}" for name in self.newer_than_colab))
         if not wanted:   # a notebook of its own code (the captioner) downloads nothing
             text = text.replace(" and download this notebook's models", "").rsplit("\n", 1)[0]
         return text + "".join(_OPTIONAL.format(key=m.key) for m in self.models if m.optional)
@@ -85,7 +108,9 @@ class Notebook:
 
 NOTEBOOKS = [
     Notebook("vit", "ViT: an image as a sequence of patches"),
-    Notebook("clip", "CLIP: zero-shot labels, an SDXL-Turbo retrieval set, Chroma search"),
+    # diffusers >= 0.41 (pyproject.toml says why) needs huggingface-hub >= 1.32; Colab has 0.39 and 1.27.
+    Notebook("clip", "CLIP: zero-shot labels, an SDXL-Turbo retrieval set, Chroma search",
+             newer_than_colab=("diffusers", "huggingface-hub")),
     Notebook("vilt", "ViLT: visual question answering with one light transformer"),
     Notebook("blip", "BLIP: captions, VQA, image-text matching; caption models compared"),
     Notebook("blip2", "BLIP-2: a Q-Former between a frozen image encoder and a frozen LLM"),
@@ -95,7 +120,7 @@ NOTEBOOKS = [
                          "the registry", "by LAVIS itself on first use (`eva_vit_g.pth`, `blip2_caption_flant5xl.pth`, "
                          "`google/flan-t5-xl`, `bert-base-uncased`), not `download_models.sh`",
                          "not computed: LAVIS builds the model from its own YAML, not from `vlsteps/architectures`",
-                         "not on Colab: LAVIS needs Python 3.11, Colab runs 3.12",
+                         "not on Colab: LAVIS needs Python 3.11, Colab runs 3.13",
                          "not measured (stand-ins only in CI)")),
     Notebook("qwen_vl", "Qwen2.5-VL: chat, grounding with boxes, dynamic resolution"),
     Notebook("captioner", "Train your own captioner: CNN -> Transformer encoder -> decoder, on a CPU in minutes",

@@ -10,28 +10,35 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def models_dir() -> Path:
-    """`VLSTEPS_MODELS_DIR`, else /content/models on Colab, else models/ at the repo root."""
-    if os.environ.get("VLSTEPS_MODELS_DIR"):
-        return Path(os.environ["VLSTEPS_MODELS_DIR"]).expanduser().resolve()
-    if "google.colab" in sys.modules:
-        return Path("/content/models")
+def on_colab() -> bool:
+    """In a Colab notebook, and in the commands it starts (`!python -m vlsteps.download`), which import no
+    google.colab but inherit Colab's environment."""
+    return "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
+
+
+def _folder(variable: str, in_checkout: str, name: str) -> Path:
+    """The one rule for where vlsteps keeps `name`: the same answer from any working folder, so a download lands
+    where `model_dir` looks. `variable`, else /content/<name> on Colab, else <checkout>/<in_checkout> in a
+    checkout, else ~/vlsteps/<name> for an installed package."""
+    if os.environ.get(variable):
+        return Path(os.environ[variable]).expanduser().resolve()
+    if on_colab():
+        return Path("/content") / name
     if (REPO_ROOT / "pyproject.toml").exists():
-        return REPO_ROOT / "models"
-    return Path.cwd() / "models"
+        return REPO_ROOT / in_checkout
+    return Path.home() / "vlsteps" / name
+
+
+def models_dir() -> Path:
+    """`VLSTEPS_MODELS_DIR`, else /content/models on Colab, else models/ at the repo root, else ~/vlsteps/models."""
+    return _folder("VLSTEPS_MODELS_DIR", "models", "models")
 
 
 def outputs_dir() -> Path:
-    """What notebooks write (generated images, the Chroma index, saved answers): `VLSTEPS_OUTPUTS_DIR`,
-    else build/outputs at the repo root, else ./outputs. Kept out of notebooks/ and apart from models."""
-    if os.environ.get("VLSTEPS_OUTPUTS_DIR"):
-        path = Path(os.environ["VLSTEPS_OUTPUTS_DIR"]).expanduser().resolve()
-    elif "google.colab" in sys.modules:
-        path = Path("/content/outputs")
-    elif (REPO_ROOT / "pyproject.toml").exists():
-        path = REPO_ROOT / "build" / "outputs"
-    else:
-        path = Path.cwd() / "outputs"
+    """What notebooks write (generated images, the Chroma index, saved answers): `VLSTEPS_OUTPUTS_DIR`, else
+    /content/outputs on Colab, else build/outputs at the repo root, else ~/vlsteps/outputs. Kept out of
+    notebooks/ and apart from models."""
+    path = _folder("VLSTEPS_OUTPUTS_DIR", "build/outputs", "outputs")
     path.mkdir(parents=True, exist_ok=True)
     return path
 
