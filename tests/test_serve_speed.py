@@ -160,3 +160,15 @@ def test_one_image_requests_in_flight_fill_one_batch(torch_threads):
     for a, b in zip(alone, answers):
         va, vb = (photofield.decode(r.json()["images"][0]["embedding_f16_b64"], 0)[0] for r in (a, b))
         np.testing.assert_allclose(vb, va, atol=SCORE_TOLERANCE)
+
+
+def test_the_load_client_sends_image_groups_and_texts(torch_threads):
+    """The benchmark's load: 8-image requests and text requests, each item counted once, no errors."""
+    from vlsteps.serve.loadtest import load
+    crops = [jpeg("coffee", crop=2 * i) for i in range(10)]
+    with serving(create_app(Settings(**SERVE_SETTINGS))) as url:
+        images = asyncio.run(load(url, crops, 2, per_request=8))
+        texts = asyncio.run(load(url, [], 3, texts=[f"a photo of {n} cups" for n in range(7)]))
+        batching = httpx.get(url + "/api/v1/status").json()["batching"]
+    assert images["errors"] == 0 and texts["errors"] == 0 and images["img_s"] > 0 and texts["img_s"] > 0
+    assert batching["clip-images"]["items"] == 10 and batching["clip-texts"]["items"] == 7
