@@ -16,7 +16,7 @@ from vlsteps import sample_photo
 from vlsteps.images import load_image
 from vlsteps.serve import photofield, threads
 from vlsteps.serve.app import create_app
-from vlsteps.serve.batching import PREPARE_WAIT_S, SCORE_TOLERANCE, MicroBatcher
+from vlsteps.serve.batching import SCORE_TOLERANCE, MicroBatcher
 from vlsteps.serve.settings import Settings
 
 
@@ -78,33 +78,33 @@ def test_threads_set_by_the_environment_are_applied_and_reported(monkeypatch, to
 
 
 def test_a_batch_waits_for_items_still_being_prepared():
-    """16 items whose preparing outlasts max_wait by far still run as one batch: the batch waits for them."""
-    gate, all_started, started, sizes = threading.Event(), threading.Event(), [], []
+    """16 items whose preparing ends one after another, each past max_wait (0) of the one before, still run as one
+    batch: the batch waits for items on their way."""
+    release = [threading.Event() for _ in range(16)]
+    prepared = [threading.Event() for _ in range(16)]
+    sizes = []
 
     def prepare(item):
-        started.append(item)
-        if len(started) == 16:
-            all_started.set()
-        gate.wait(30)
+        release[item].wait(30)
+        prepared[item].set()
         return item * 10
 
     def run(items):
         sizes.append(len(items))
         return items
 
-    batcher = MicroBatcher(run, max_batch=16, max_wait_s=0.001, prepare=prepare,
-                           prepare_pool=ThreadPoolExecutor(16))
+    batcher = MicroBatcher(run, max_batch=16, max_wait_s=0, prepare=prepare, prepare_pool=ThreadPoolExecutor(16))
 
     async def main():
         tasks = [asyncio.ensure_future(batcher.submit(i)) for i in range(16)]
-        assert await asyncio.to_thread(all_started.wait, 30)
-        await asyncio.sleep(0.05)          # far past max_wait: an old-style batcher would have nothing to run yet
-        gate.set()
+        for i in range(16):
+            release[i].set()
+            assert await asyncio.to_thread(prepared[i].wait, 30)
+            await asyncio.sleep(0.005)     # item i reaches the queue, where a batcher not waiting would take it
         return await asyncio.gather(*tasks)
 
     assert asyncio.run(main()) == [i * 10 for i in range(16)]
     assert sizes == [16]
-    assert PREPARE_WAIT_S >= 0.5
 
 
 def test_a_preparing_error_reaches_its_caller_alone():
