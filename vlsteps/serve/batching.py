@@ -6,10 +6,10 @@ one worker per model takes the first item, then whatever else arrives within `ma
 `max_batch` items), runs them as one call in the model's own thread, and hands each request its own result. While
 a batch runs, the next one queues up, so under load batches fill without waiting at all.
 
-An item may first need work of its own (decoding and preprocessing an image): `prepare(item)` runs in a pool of
-`prepare_threads` threads, so it neither holds up the model's thread nor runs one image at a time. An item being
-prepared is on its way: a batch waits for it (up to `PREPARE_WAIT_S` past its first item), or else a client whose
-photo decodes a little slower than the wait misses the batch and 16 in flight run as batches of about 8.
+An item may first need work of its own (decoding and preprocessing an image): `prepare(item)` runs in a thread
+pool of its own, so it neither holds up the model's thread nor runs one image at a time. An item being prepared is
+on its way: a batch waits for it (up to `PREPARE_WAIT_S` past its first item), or else every image that takes longer
+to decode than `max_wait_s` misses the batch it came with (16 in flight ran as batches of 8, issue 20).
 
 What a request gets does not depend on what shared its batch, up to floating-point order: a batch of another size
 sums in another order (BLAS blocking), so numbers (embedding components, confidences) may differ by up to
