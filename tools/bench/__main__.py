@@ -3,13 +3,16 @@
     python -m tools.bench index [--arch B/32|L/14]        (make bench) the CLIP notebook's batched indexing against
                                                           the one-image-per-call loop of the tutorial it replaces
     python -m tools.bench serve [--arch B/32|L/14|both]   the HTTP service, batched against one request one forward
+    python -m tools.bench serve --photofield-ai DIR       the HTTP service against photofield-ai's own main.py (a
+                                                          checkout in DIR; pip install -r tools/bench/requirements.txt)
 """
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from . import index, serve, workload
+from . import index, photofield_ai, serve, workload
 
 
 def main(argv=None) -> None:
@@ -30,9 +33,15 @@ def main(argv=None) -> None:
                         "the CPU has native bf16 (AVX512_BF16/AMX), else float32")
     p = sub.add_parser("serve", help="the HTTP service, batched vs one request one forward, at concurrency 1/4/16")
     p.add_argument("--arch", choices=[*workload.ARCHS, "both"], default="both")
-    p.add_argument("--requests", type=int, help="one-image requests per level and server (default 64 B/32, 24 L/14)")
+    p.add_argument("--requests", type=int, help="one-image requests per level and server (default 64 B/32, 24 L/14; "
+                                                 "48 images or texts per run with --photofield-ai)")
+    p.add_argument("--photofield-ai", metavar="DIR", type=Path,
+                   help="compare with photofield-ai's main.py from this checkout instead (CLIP B/32)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds with --photofield-ai (default 3)")
     args = parser.parse_args(argv)
-    if args.what == "serve":
+    if args.what == "serve" and args.photofield_ai:
+        photofield_ai.bench_photofield_ai(args.photofield_ai, args.requests or 48, args.rounds)
+    elif args.what == "serve":
         archs = list(workload.ARCHS) if args.arch == "both" else [args.arch]
         serve.bench_serve(archs, requests={a: args.requests for a in archs} if args.requests else None)
     if args.what == "index":

@@ -16,19 +16,23 @@ ARCHS = {
     "L/14": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
                  patch_size=14, image_size=224, projection_dim=768),
 }
+TEXT_B32 = dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=8)   # table 20
 
 
-def build_model(arch_name: str):
+def build_model(arch_name: str, tokenizer=None):
     """A CLIPModel with the real vision tower for arch_name, random weights, and a tiny text tower (the text
-    tower is never run here). Plus a CLIPProcessor with CLIP's real preprocessing settings."""
+    tower is never run here), or given CLIP's real `tokenizer` B/32's real text tower. Plus a CLIPProcessor with
+    CLIP's real preprocessing settings."""
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTextConfig, CLIPVisionConfig
 
     from vlsteps.cards.tiny_tokenizers import clip_tokenizer
     arch = ARCHS[arch_name]
-    tok = clip_tokenizer()
-    text = CLIPTextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                          num_attention_heads=2, max_position_embeddings=77, projection_dim=arch["projection_dim"],
-                          bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    tok = tokenizer or clip_tokenizer()
+    size = TEXT_B32 if tokenizer else dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                           num_attention_heads=2)
+    text = CLIPTextConfig(vocab_size=len(tok), **size, max_position_embeddings=77,
+                          projection_dim=arch["projection_dim"], bos_token_id=tok.bos_token_id,
+                          eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     vision = CLIPVisionConfig(**arch)
     config = CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(),
                         projection_dim=arch["projection_dim"])

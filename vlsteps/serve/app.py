@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 
 from .. import checkpoint, paths, registry
 from ..device import describe, pick_device
-from . import caption_upload, captioners, errors, legacy, photofield, photoprism
+from . import caption_upload, captioners, errors, legacy, photofield, photoprism, threads
 from .pool import ModelPool
 from .settings import Settings
 
@@ -97,7 +97,8 @@ def create_app(settings: Settings | None = None, pool: ModelPool | None = None) 
                               "legacy describe routes, and Photofield AI's embedding routes, batched across "
                               "requests. Outputs of stand-in models are gibberish by design: see /api/v1/status.")
     app.state.settings = settings
-    app.state.pool = pool or ModelPool(settings)
+    app.state.threads = threads.choose(settings.threads)
+    app.state.pool = pool or ModelPool(settings, app.state.threads["prepare_threads"])
     errors.install(app)
 
     @app.middleware("http")
@@ -141,7 +142,7 @@ def service_status(app: FastAPI) -> dict:
                         "gibberish by design." if standins else None),
             "device": describe(pick_device()), "models": served, "loaded": pool.status()["loaded"],
             "caption_prompts": {name: spec.prompt_use for name, spec in captioners.MODELS.items()},
-            "batching": pool.status()["batching"],
+            "batching": pool.status()["batching"], "threads": app.state.threads,
             "limits": {"max_batch": settings.max_batch, "max_wait_ms": settings.max_wait_ms,
                        "max_image_bytes": settings.max_image_bytes, "max_images": settings.max_images,
                        "body_timeout_s": settings.body_timeout_s,

@@ -1,6 +1,7 @@
-"""The service as a client meets it: `Server` runs `python -m vlsteps.serve` in a subprocess on a free loopback port
-and waits for `/health`; `load` sends one-image requests at a given concurrency and times them. The serve notebook
-uses both, and so does the benchmark behind the README's serving figures (`python -m tools.bench serve`).
+"""The service as a client meets it: `Server` runs `python -m vlsteps.serve` (or, given `command`, another service
+with the same routes) in a subprocess on a free loopback port and waits for it to answer; `load` sends image or text
+requests at a given concurrency and times them. The serve notebook uses both, and so does the benchmark behind the
+README's serving figures (`python -m tools.bench serve`).
 """
 from __future__ import annotations
 
@@ -27,9 +28,11 @@ def free_port() -> int:
 
 
 class Server:
-    """`python -m vlsteps.serve` in a subprocess on a free loopback port; `clip_dir` replaces model_dir("clip")."""
+    """`python -m vlsteps.serve` in a subprocess on a free loopback port; `clip_dir` replaces model_dir("clip").
+    `command(port)`, when given, starts another service instead (in `cwd`; ready when `health` answers 200)."""
 
-    def __init__(self, clip_dir: Path | None = None, max_batch: int = 16, log: Path | None = None, **env):
+    def __init__(self, clip_dir: Path | None = None, max_batch: int = 16, log: Path | None = None,
+                 command=None, cwd: Path | None = None, health: str = "/health", **env):
         self.port, self.max_batch = free_port(), max_batch
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "VLSTEPS_SERVE_MAX_BATCH": str(max_batch), **env}
@@ -37,15 +40,16 @@ class Server:
             env["VLSTEPS_SERVE_CLIP_DIR"] = str(clip_dir)
         self.log = Path(log or tempfile.mkstemp(prefix="vlsteps-serve-", suffix=".log")[1])
         self._log = open(self.log, "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "vlsteps.serve", "--port", str(self.port),
-                                      "--log-level", "warning"], env=env, stdout=self._log, stderr=subprocess.STDOUT,
+        argv = command(self.port) if command else [sys.executable, "-m", "vlsteps.serve", "--port", str(self.port),
+                                                   "--log-level", "warning"]
+        self.proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the server exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
             try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
+                if httpx.get(self.url + health, timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
@@ -58,6 +62,12 @@ class Server:
         import psutil
         return psutil.Process(self.proc.pid).memory_info().rss / 2**20
 
+    def cpu_s(self) -> float:
+        """CPU seconds the server has used so far (user and system, all its threads)."""
+        import psutil
+        times = psutil.Process(self.proc.pid).cpu_times()
+        return times.user + times.system
+
     def stop(self):
         self.proc.terminate()
         try:
@@ -67,19 +77,27 @@ class Server:
         self._log.close()
 
 
-async def load(url: str, images: list[bytes], concurrency: int) -> dict:
-    """Every image as its own multipart request, `concurrency` at a time; wall time, latencies, errors."""
+async def load(url: str, images: list[bytes], concurrency: int, per_request: int = 1,
+               texts: list[str] | None = None) -> dict:
+    """The images, `per_request` to a multipart request (or, given `texts`, the texts, `per_request` to a
+    /text-embeddings request), `concurrency` requests at a time; items/s, latencies, errors."""
     latencies, errors = [], 0
-    queue = list(enumerate(images))
+    items = texts if texts is not None else images
+    queue = [items[i:i + per_request] for i in range(0, len(items), per_request)][::-1]
+
+    async def send(client, chunk):
+        if texts is not None:
+            return await client.post("/text-embeddings", json={"texts": chunk})
+        return await client.post("/image-embeddings", files=[(f"image{i}", (f"{i}.jpg", data, "image/jpeg"))
+                                                             for i, data in enumerate(chunk)])
 
     async def worker(client):
         nonlocal errors
         while queue:
-            i, data = queue.pop()
+            chunk = queue.pop()
             start = time.perf_counter()
             try:
-                r = await client.post("/image-embeddings", files=[(f"image{i}", (f"{i}.jpg", data, "image/jpeg"))])
-                ok = r.status_code == 200
+                ok = (await send(client, chunk)).status_code == 200
             except httpx.HTTPError:
                 ok = False
             latencies.append(time.perf_counter() - start)
@@ -90,5 +108,5 @@ async def load(url: str, images: list[bytes], concurrency: int) -> dict:
         await asyncio.gather(*(worker(c) for _ in range(concurrency)))
         wall = time.perf_counter() - start
     latencies.sort()
-    return {"img_s": len(images) / wall, "p50_ms": 1e3 * statistics.median(latencies),
+    return {"img_s": len(items) / wall, "p50_ms": 1e3 * statistics.median(latencies),
             "p99_ms": 1e3 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], "errors": errors}

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException
 
 from .. import index
 from .errors import ServiceError
-from .inputs import BadInput, Text, image_bytes, image_from, texts_within
+from .inputs import BadInput, Text, image_from, texts_within
 
 router = APIRouter(tags=["Photofield AI"])
 
@@ -95,7 +95,7 @@ async def image_embeddings(request: Request):
         for field, value in files:
             if not isinstance(value, UploadFile):
                 raise ServiceError(422, f"Field {field!r} is not a file: send images as file parts.")
-            images.append(image_bytes(await value.read(), settings))
+            images.append(await value.read())    # decoded off the event loop, with its batch (a bad one: 4xx)
     finally:
         await form.close()
     vectors = await request.app.state.pool.image_vectors(images)

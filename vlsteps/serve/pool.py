@@ -9,12 +9,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .. import checkpoint, registry
 from ..generation import token_budget
 from ..standins import is_standin
 from . import captioners
 from .batching import MicroBatcher
+from .inputs import image_bytes
 from .labels import ZeroShotLabeler, vocabulary
 from .settings import Settings
 
@@ -22,8 +24,9 @@ log = logging.getLogger("vlsteps.serve")
 
 
 class ModelPool:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, prepare_threads: int = 2):
         self.settings = settings
+        self._prepare = ThreadPoolExecutor(prepare_threads, thread_name_prefix="serve-prepare")   # decode, resize
         self.sources: dict[str, dict] = {}       # registry key -> {"folder", "standin"} once loaded
         self._loaded: dict[str, object] = {}
         self._lock = threading.RLock()   # a model built from another (labels from CLIP) loads both
@@ -76,16 +79,24 @@ class ModelPool:
         return self._get("chroma", lambda: index.image_collection(index.chroma_client(path), self.embedder()))
 
     # --- batched calls ------------------------------------------------------------------------------
-    def _batcher(self, task: str, model: str, run) -> MicroBatcher:
+    def _batcher(self, task: str, model: str, run, prepare=None) -> MicroBatcher:
         if task not in self._batchers:
             thread = self._threads.setdefault(model, ThreadPoolExecutor(1, thread_name_prefix=f"serve-{model}"))
             self._batchers[task] = MicroBatcher(run, self.settings.max_batch, self.settings.max_wait_ms / 1e3,
-                                                name=task, thread=thread, max_queue=self.settings.max_queue)
+                                                name=task, thread=thread, max_queue=self.settings.max_queue,
+                                                prepare=prepare, prepare_pool=self._prepare)
         return self._batchers[task]
 
+    def _pixels(self, image) -> torch.Tensor:
+        """An image, or the bytes of an uploaded one (a bad one is the client's `BadInput`), as CLIP's pixels."""
+        return self.embedder().pixels(image_bytes(image, self.settings) if isinstance(image, bytes) else image)
+
     async def image_vectors(self, images: list) -> np.ndarray:
-        """(n, dim) float32 unit vectors; each image is one item of the shared image batcher."""
-        batcher = self._batcher("clip-images", "clip", lambda items: list(self.embedder().images(items)))
+        """(n, dim) float32 unit vectors of PIL images or image files' bytes; each image is one item of the shared
+        image batcher, decoded and preprocessed in the pool's prepare threads, not in the model's."""
+        batcher = self._batcher("clip-images", "clip",
+                                lambda items: list(self.embedder().image_features(torch.stack(items)).cpu().numpy()),
+                                prepare=self._pixels)
         return np.stack(await asyncio.gather(*(batcher.submit(image) for image in images)))
 
     async def text_vectors(self, texts: list[str]) -> np.ndarray:

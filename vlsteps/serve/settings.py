@@ -41,6 +41,7 @@ class Settings:
     max_texts: int = 64
     max_text_chars: int = 1000
     max_new_tokens: int = 30
+    threads: int = 0            # torch's intra-op threads; 0: chosen for the machine (vlsteps.serve.threads)
     fetch_timeout_s: float = 10.0
     body_timeout_s: float = 30.0    # a request body not in full by then gets 408 and its connection closed
     clip_dir: str = ""          # a CLIP folder to serve instead of model_dir("clip") (the benchmark's models)
@@ -61,6 +62,7 @@ class Settings:
                    max_texts=_number("MAX_TEXTS", cls.max_texts),
                    max_text_chars=_number("MAX_TEXT_CHARS", cls.max_text_chars),
                    max_new_tokens=_number("MAX_NEW_TOKENS", cls.max_new_tokens),
+                   threads=_number("THREADS", cls.threads, low=0),
                    fetch_timeout_s=_number("FETCH_TIMEOUT_S", cls.fetch_timeout_s, float),
                    body_timeout_s=_number("BODY_TIMEOUT_S", cls.body_timeout_s, float),
                    clip_dir=os.environ.get(PREFIX + "CLIP_DIR", ""),
