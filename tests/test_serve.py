@@ -197,7 +197,7 @@ def test_labels_refuse_a_count_no_integer_holds(client, number):
 
 
 def test_a_lone_surrogate_is_the_same_422_on_texts_and_search(client):
-    """json.loads turns "\ud800" into a str no tokenizer reads (/text-embeddings: TypeError, 500)."""
+    """json.loads turns "\\ud800" into a str no tokenizer reads (/text-embeddings: TypeError, 500)."""
     errors = []
     for path, body in (("/text-embeddings", b'{"texts": ["a cat", "\\ud800 cat"]}'),
                        ("/search", b'{"text": "\\ud800 cat"}')):
