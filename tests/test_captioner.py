@@ -9,7 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from vlsteps.captioner import data, metrics, predict, runs, shapes
+from vlsteps import world
+from vlsteps.captioner import data, metrics, predict, runs
 from vlsteps.captioner.train import Config, format_results, main, train
 from vlsteps.images import ImageLoadError
 
@@ -126,12 +127,12 @@ def test_a_photo_folder_trains_with_a_vocabulary_from_its_training_images_only(t
 
 def test_uploads_are_captioned_from_memory_and_bad_ones_refused(trained, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    scene = shapes.scenes(1, 5, "test")[0]
+    scene = world.scenes(1, 5, "test")[0]
     buf = io.BytesIO()
-    shapes.draw(scene, 64).save(buf, format="PNG")
+    world.draw(scene, 64).save(buf, format="PNG")
     caption = predict.caption_bytes(trained.folder, buf.getvalue())
-    assert shapes.parse(caption) is not None, caption                 # a sentence of the grammar it learned
-    assert caption == predict.caption_image(predict.load(trained.folder), shapes.draw(scene, 64))
+    assert world.parse(caption) is not None, caption                 # a sentence of the grammar it learned
+    assert caption == predict.caption_image(predict.load(trained.folder), world.draw(scene, 64))
     assert list(tmp_path.iterdir()) == []                             # nothing written for the upload
     with pytest.raises(ImageLoadError, match="not a readable image"):
         predict.caption_bytes(trained.folder, b"%PDF-1.4 not an image")
@@ -146,7 +147,7 @@ def test_the_demo_box_captions_a_scene_and_a_photo_and_reports_errors(trained):
                         render=lambda image, text: shown.append((image.size, text)))
     box.image.value, box.scene_seed.value, box.decoding.value = SCENE, 3, "greedy"
     text = box.caption()
-    assert shapes.parse(text) is not None and "drawn as:" in box.status.value and shown[-1] == ((128, 128), text)
+    assert world.parse(text) is not None and "drawn as:" in box.status.value and shown[-1] == ((128, 128), text)
     box.image.value = "grey"
     assert box.caption() is not None and shown[-1][0] == (80, 60)
     trained_last = box.checkpoints["short (last)"]
@@ -178,9 +179,9 @@ def test_the_service_captions_an_upload_with_the_trained_run_and_never_writes_it
     from vlsteps.serve.app import create_app
     from vlsteps.serve.settings import Settings
     monkeypatch.chdir(tmp_path)
-    scene = shapes.scenes(1, 7, "test")[0]
+    scene = world.scenes(1, 7, "test")[0]
     buf = io.BytesIO()
-    shapes.draw(scene, 64).save(buf, format="PNG")
+    world.draw(scene, 64).save(buf, format="PNG")
     with TestClient(create_app(Settings(captioner_run=str(trained.folder)))) as client:
         answer = client.post("/caption", files={"file": ("../../escape/cat.png", buf.getvalue(), "image/png")})
         assert answer.status_code == 200, answer.text

@@ -6,14 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from vlsteps.captioner import data, shapes
+from vlsteps import world
+from vlsteps.captioner import data
 
 
 def test_scenes_are_rebuilt_identically_from_their_seed():
-    a, b = shapes.scenes(20, 3, "train"), shapes.scenes(20, 3, "train")
+    a, b = world.scenes(20, 3, "train"), world.scenes(20, 3, "train")
     assert a == b
-    assert np.array_equal(np.asarray(shapes.draw(a[5])), np.asarray(shapes.draw(b[5])))
-    assert shapes.scenes(20, 4, "train") != a
+    assert np.array_equal(np.asarray(world.draw(a[5])), np.asarray(world.draw(b[5])))
+    assert world.scenes(20, 4, "train") != a
 
 
 def test_no_scene_is_in_two_splits_and_held_out_pairs_only_in_the_compositional_one():
@@ -26,29 +27,29 @@ def test_no_scene_is_in_two_splits_and_held_out_pairs_only_in_the_compositional_
         if name == "compositional":
             assert all(s.compositional for s in split.sources)
         else:
-            assert not pairs & shapes.HELD_OUT
+            assert not pairs & world.HELD_OUT
     train_pairs = {(t.colour, t.shape) for s in splits["train"].sources for t in s.things}
     # the test is fair: every colour and every shape of a held-out pair was seen in training, only not together
-    assert {c for c, _ in shapes.HELD_OUT} <= {c for c, _ in train_pairs}
-    assert {s for _, s in shapes.HELD_OUT} <= {s for _, s in train_pairs}
+    assert {c for c, _ in world.HELD_OUT} <= {c for c, _ in train_pairs}
+    assert {s for _, s in world.HELD_OUT} <= {s for _, s in train_pairs}
 
 
 def test_the_picture_shows_what_the_caption_says():
-    scene = shapes.Scene((shapes.Thing("large", "red", "circle"), shapes.Thing("small", "blue", "square")),
+    scene = world.Scene((world.Thing("large", "red", "circle"), world.Thing("small", "blue", "square")),
                          "left of", (0, 0, 0, 0))
-    pixels = np.asarray(shapes.draw(scene, 64)).astype(int)
-    red = (np.abs(pixels - shapes.COLOURS["red"]).sum(-1) < 30).nonzero()
-    blue = (np.abs(pixels - shapes.COLOURS["blue"]).sum(-1) < 30).nonzero()
+    pixels = np.asarray(world.draw(scene, 64)).astype(int)
+    red = (np.abs(pixels - world.COLOURS["red"]).sum(-1) < 30).nonzero()
+    blue = (np.abs(pixels - world.COLOURS["blue"]).sum(-1) < 30).nonzero()
     assert red[1].mean() < 32 < blue[1].mean()             # red on the left, blue on the right
     assert len(red[0]) > 2 * len(blue[0])                  # the large one covers more pixels
 
 
 def test_every_caption_parses_back_to_its_scene_and_other_text_does_not():
-    for scene in shapes.scenes(200, 0, "train") + shapes.scenes(50, 0, "compositional"):
-        assert all(shapes.parse(c) == shapes.truth(scene) for c in scene.captions)
+    for scene in world.scenes(200, 0, "train") + world.scenes(50, 0, "compositional"):
+        assert all(world.parse(c) == world.truth(scene) for c in scene.captions)
     for bad in ("", "a small red", "a small red circle left of", "a huge red circle", "a small red circle a small"
                 " red circle", "a small red circle above a large blue square below a small red circle"):
-        assert shapes.parse(bad) is None, bad
+        assert world.parse(bad) is None, bad
 
 
 def test_vocabulary_is_ranked_cut_and_round_trips():
@@ -62,7 +63,7 @@ def test_vocabulary_is_ranked_cut_and_round_trips():
 
 
 def test_batches_pad_to_the_longest_caption_with_pad_id_zero():
-    split = data.Split(shapes.scenes(3, 0, "train"), [["a small red circle"], ["a small red circle left of a "
+    split = data.Split(world.scenes(3, 0, "train"), [["a small red circle"], ["a small red circle left of a "
                        "large blue square"], ["a large green square"]])
     vocab = data.Vocabulary.build(c for caps in split.captions for c in caps)
     pairs = data.CaptionPairs(split, vocab, seq_length=36, image_size=64, preload=True)
@@ -76,8 +77,8 @@ def make_folder(root, n=12, fmt="csv"):
     ('zebra') no other image's captions have."""
     (root / "Images").mkdir(parents=True)
     captions = {}
-    for i, scene in enumerate(shapes.scenes(n, 9, "train")):
-        shapes.draw(scene, 48).save(root / "Images" / f"{i:03d}.jpg")
+    for i, scene in enumerate(world.scenes(n, 9, "train")):
+        world.draw(scene, 48).save(root / "Images" / f"{i:03d}.jpg")
         captions[f"{i:03d}.jpg"] = [scene.captions[0], "a zebra" if i == 0 else "some shapes"]
     if fmt == "csv":
         lines = ["image,caption"] + [f'{k},"{c}"' for k, cs in captions.items() for c in cs]

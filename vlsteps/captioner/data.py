@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from ..images import load_image
-from . import shapes
+from .. import world
 
 PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
@@ -83,8 +83,8 @@ class Split:
 
     def image(self, i: int, size: int) -> Image.Image:
         source = self.sources[i]
-        if isinstance(source, shapes.Scene):
-            return shapes.draw(source, size)
+        if isinstance(source, world.Scene):
+            return world.draw(source, size)
         return load_image(source).resize((size, size), Image.BICUBIC)
 
 
@@ -93,7 +93,7 @@ def shapes_splits(n_train: int, seed: int = 0, n_eval: int | None = None) -> dic
     n_eval = n_eval or max(100, n_train // 10)
     sizes = {"train": n_train, "val": n_eval, "test": n_eval, "compositional": n_eval}
     return {name: Split(scenes, [s.captions for s in scenes])
-            for name, scenes in ((name, shapes.scenes(n, seed, name)) for name, n in sizes.items())}
+            for name, scenes in ((name, world.scenes(n, seed, name)) for name, n in sizes.items())}
 
 
 def read_captions(path: Path) -> dict[str, list[str]]:

@@ -8,7 +8,7 @@ from collections import Counter
 import torch
 import torch.nn.functional as F
 
-from . import shapes
+from .. import world
 from .data import Split, Vocabulary, tokenize
 
 
@@ -45,12 +45,12 @@ def exact_match(hyps: list[str], refs: list[list[str]]) -> float:
     return sum(_words(h) in {_words(r) for r in rs} for h, rs in zip(hyps, refs)) / len(hyps)
 
 
-def attribute_accuracy(hyps: list[str], scenes: list[shapes.Scene]) -> dict[str, float]:
+def attribute_accuracy(hyps: list[str], scenes: list[world.Scene]) -> dict[str, float]:
     """Per field, the share right: how many things; each thing's size, colour and shape (in the caption's
     left/above-first order); the relation, over two-thing scenes. A caption outside the grammar is wrong in all."""
     right, total = Counter(), Counter()
     for hyp, scene in zip(hyps, scenes):
-        said, true = shapes.parse(hyp), shapes.truth(scene)
+        said, true = world.parse(hyp), world.truth(scene)
         total["count"] += 1
         right["count"] += bool(said) and said["count"] == true["count"]
         for j, thing in enumerate(true["things"]):
@@ -60,7 +60,7 @@ def attribute_accuracy(hyps: list[str], scenes: list[shapes.Scene]) -> dict[str,
         if true["relation"]:
             total["relation"] += 1
             right["relation"] += bool(said) and said["relation"] == true["relation"]
-    return {field: right[field] / total[field] for field in shapes.FIELDS if total[field]}
+    return {field: right[field] / total[field] for field in world.FIELDS if total[field]}
 
 
 def blind_baseline(train: Split) -> str:
@@ -73,6 +73,6 @@ def blind_baseline(train: Split) -> str:
 def score(hyps: list[str], split: Split) -> dict[str, float]:
     """BLEU-4, CIDEr and exact match; on shape scenes also each attribute's accuracy."""
     out = {**caption_scores(hyps, split.captions), "exact match": exact_match(hyps, split.captions)}
-    if split.sources and all(isinstance(s, shapes.Scene) for s in split.sources):
+    if split.sources and all(isinstance(s, world.Scene) for s in split.sources):
         out.update({f"{field} acc": v for field, v in attribute_accuracy(hyps, split.sources).items()})
     return out

@@ -11,7 +11,8 @@ import numpy as np
 
 from ..plotting import show_grid
 from ..widgets import Widget, failure, show_figure
-from . import predict, shapes
+from .. import world
+from . import predict
 
 SCENE = "a new shape scene"
 
@@ -42,8 +43,8 @@ class CaptionWidget(Widget):
     def picture(self):
         """(image, what is true about it or None): the chosen photo, or the scene the slider and box describe."""
         if self.image.value == SCENE:
-            scene = shapes.random_scene(np.random.default_rng([self.scene_seed.value, 7]), self.held_out.value)
-            return shapes.draw(scene, 128), scene.captions[0]
+            scene = world.random_scene(np.random.default_rng([self.scene_seed.value, 7]), self.held_out.value)
+            return world.draw(scene, 128), scene.captions[0]
         return self.photos[self.image.value], None
 
     def caption(self) -> str | None:

@@ -43,6 +43,21 @@ class Workload:
 
 
 @dataclass(frozen=True)
+class WorldTraining:
+    """How a stand-in learns the procedural world (`vlsteps.world`), run by `python -m tools.learn KEY`: `text`
+    says what it learned (the README's "Offline behaviour" table); `train(card, folder)` trains the random-weight
+    stand-in saved in folder, in place, deterministically on one CPU thread, and returns facts about the run
+    ({"steps": ...}); `measure(card, folder)` scores the saved stand-in on held-out scenes through the notebook's
+    own calls ({score name: value}); `goals` holds the issue's goal per score, and `floors` what `make test`
+    holds the committed weights to."""
+    text: str
+    train: Callable
+    measure: Callable
+    goals: dict
+    floors: dict
+
+
+@dataclass(frozen=True)
 class Card:
     key: str
     repo_id: str
@@ -58,6 +73,7 @@ class Card:
     summary: Callable
     workload: Workload
     serve: Callable | None = None   # serve(path, dtype, device) -> the service's captioner parts; None: not served
+    training: WorldTraining | None = None   # None: the stand-in keeps its random weights
     files: tuple[str, ...] = TRANSFORMERS_FILES
     optional: bool = False  # not part of `download_models.sh all`
     gated: bool = False

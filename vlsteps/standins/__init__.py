@@ -3,7 +3,8 @@
 Each stand-in uses the real checkpoint's model and processor classes and its folder name, so a
 notebook's own `from_pretrained(folder)` calls run unchanged on them. Each card's `standin` builds its
 files (`vlsteps.cards.<family>`, with what the builders share in `cards.common` and `cards.tiny_tokenizers`);
-this package builds them atomically, marks them, and rebuilds them when their builder changed.
+this package builds them atomically, marks them, and rebuilds them when their builder changed. A card with
+`training` then puts in the weights it learned on the procedural world (`learned.py`); the others stay random.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .. import architectures
+from . import learned
 from ..cards.card import Card
 
 MARKER = "vlsteps_standin.json"
@@ -28,8 +30,9 @@ def builder_version(spec: Card) -> str:
     built by older code or from older data is rebuilt, never reused."""
     h = hashlib.sha256()
     for path in (_HERE / "__init__.py", _CARDS / "common.py", _CARDS / "tiny_tokenizers.py",
-                 Path(inspect.getfile(spec.standin))):
-        h.update(path.read_bytes())
+                 Path(inspect.getfile(spec.standin)), learned.weights_path(spec.key)):
+        if path.exists():
+            h.update(path.read_bytes())
     folder = architectures.HERE / spec.architecture
     for path in sorted(folder.rglob("*.json")):
         h.update(str(path.relative_to(folder)).encode() + path.read_bytes())
@@ -38,6 +41,14 @@ def builder_version(spec: Card) -> str:
 
 def is_standin(folder: Path) -> bool:
     return (Path(folder) / MARKER).exists()
+
+
+def is_learned(folder: Path) -> bool:
+    """A stand-in that learned the procedural world (its outputs mean something on world scenes)."""
+    try:
+        return bool(json.loads((Path(folder) / MARKER).read_text()).get("learned"))
+    except (OSError, ValueError):
+        return False
 
 
 @contextmanager
@@ -53,8 +64,9 @@ def _quiet():
             logging.enable_progress_bar()
 
 
-def build(spec: Card, dest: Path) -> Path:
-    """Build one stand-in into dest/<folder>, atomically: a crash leaves no half-written folder."""
+def build(spec: Card, dest: Path, trained: bool = True) -> Path:
+    """Build one stand-in into dest/<folder>, atomically: a crash leaves no half-written folder. trained=False
+    keeps the random weights (what `tools.learn` starts from)."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     final = dest / spec.folder
@@ -62,8 +74,10 @@ def build(spec: Card, dest: Path) -> Path:
     try:
         with _quiet():
             spec.standin(spec, tmp)
+        trained = trained and learned.apply(spec.key, tmp)
         (tmp / MARKER).write_text(json.dumps(
-            {"key": spec.key, "repo_id": spec.repo_id, "builder": builder_version(spec)}, indent=1) + "\n")
+            {"key": spec.key, "repo_id": spec.repo_id, "builder": builder_version(spec), "learned": trained},
+            indent=1) + "\n")
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)
@@ -76,7 +90,8 @@ def ensure_standin(spec: Card, dest: Path) -> Path:
     """The stand-in folder for spec, built (or rebuilt after a builder change) only when needed."""
     folder = Path(dest) / spec.folder
     try:
-        if json.loads((folder / MARKER).read_text())["builder"] == builder_version(spec):
+        marker = json.loads((folder / MARKER).read_text())
+        if marker["builder"] == builder_version(spec) and marker["learned"] == (learned.record(spec.key) is not None):
             return folder
     except (OSError, ValueError, KeyError):
         pass
