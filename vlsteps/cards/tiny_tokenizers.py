@@ -1,17 +1,21 @@
 """Tiny tokenizers built offline, wrapped in the real checkpoints' tokenizer classes.
 
 BPE training is deterministic, so BPE vocabularies are trained on a fixed corpus; WordPiece and
-Unigram training are not, so those vocabularies are built by hand from the same corpus.
+Unigram training are not, so those vocabularies are built by hand from the same corpus. The corpus is the
+procedural world's text (what the stand-ins learn), a real English word list (ImageNet's 1,000 class names,
+shipped with torchvision) and a few sentences in each model's prompt formats, so common words stay whole, as a
+real tokenizer keeps them.
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 import string
 
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 
-CORPUS = [
+PROMPTS = [
     "a photo of a cat", "a photo of a dog", "a picture of a bird sitting on a branch",
     "an image of a red car on the street", "two people riding bicycles in the park",
     "what is in the picture? how many cats are there? what color is the car?",
@@ -26,25 +30,49 @@ CORPUS = [
     "<grounding> An image of a snowman warming himself by a fire.",
     "0 1 2 3 4 5 6 7 8 9 10 100 1000",
 ] * 4
-# Every printable ASCII char, word-internally and word-finally (CLIP's "</w>" forms).
-CORPUS += [" ".join(c + " " + c + c for c in string.printable.strip())] * 2
+# Everyday words the notebooks' prompts and a learner's questions use, beside the world's and ImageNet's.
+EVERYDAY = """the a an of in on at to from with and or but not no yes is are was were be been this that these those
+it its there here what which who whom whose where when why how many much more most some any all each every other
+one two three four five six seven eight nine ten first second last next left right top bottom middle above below
+under over near behind front back inside outside between image images picture pictures photo photos caption
+captions describe description question answer answers object objects thing things shape shapes colour color colors
+colours size small large big little tall short long wide round square circle triangle red green blue yellow
+purple orange black white grey gray brown pink man woman men women person people child children boy girl dog cat
+animal animals bird birds horse car bus train truck bike bicycle street road tree trees sky water sea beach house
+building room table chair bed food fruit plate cup glass window door wall floor grass field snow sitting standing
+walking running riding holding looking playing eating wearing shows showing contains draws drawn see seen look say
+said find found count counted box boxes bounding detect located location position""".split()
+
+
+@functools.cache
+def corpus() -> tuple[str, ...]:
+    from torchvision.models import ViT_B_16_Weights
+
+    from .. import world
+    text = [*world.LABELS, *world.ANSWERS, world.DESCRIBE]
+    for scene in world.scenes(100, 0, "train", held_out=False):
+        text += scene.captions + [f"{qa.question} {qa.answer}" for qa in world.questions(scene)]
+    imagenet = [*ViT_B_16_Weights.IMAGENET1K_V1.meta["categories"], *EVERYDAY]
+    # Every printable ASCII char, word-internally and word-finally (CLIP's "</w>" forms).
+    chars = [" ".join(c + " " + c + c for c in string.printable.strip())] * 2
+    return tuple(PROMPTS + text * 3 + [" ".join(imagenet).lower()] * 2 + chars)
 
 
 def _words(lower: bool = False) -> list[str]:
-    text = " ".join(CORPUS)
+    text = " ".join(corpus())
     return sorted({w for w in re.findall(r"\w+|[^\w\s]", text.lower() if lower else text)})
 
 
 def _trained(tok, vocab_size: int):
-    return tok.train_new_from_iterator(iter(CORPUS), vocab_size=vocab_size, show_progress=False)
+    return tok.train_new_from_iterator(iter(corpus()), vocab_size=vocab_size, show_progress=False)
 
 
-def clip_tokenizer(vocab_size: int = 1000):
-    """A trained CLIP BPE with its vocabulary and merges put in a fixed order.
+def clip_tokenizer(vocab_size: int = 3000):
+    """A trained CLIP BPE with its vocabulary in a fixed order.
 
-    Training yields the same tokens and merges every time but orders tied merges (and the ids of the
-    `x</w>` tokens) differently on each call. Here specials keep their ids, other tokens are numbered by
-    (length, text) and merges sorted by the length of what they make (a merge's parts come before it)."""
+    Training yields the same tokens, merges and tokenization every time but numbers the tokens (and orders merges
+    of equal count) differently on each call. Here specials keep their ids and the other tokens are numbered by
+    (length, text); the merges keep the trained order, which is their priority (reordering them splits words)."""
     import tempfile
     from pathlib import Path
 
@@ -53,22 +81,19 @@ def clip_tokenizer(vocab_size: int = 1000):
         _trained(CLIPTokenizer(), vocab_size).save_pretrained(tmp)
         path = Path(tmp) / "tokenizer.json"
         data = json.loads(path.read_text())
-        model = data["model"]
-        vocab = model["vocab"]
+        vocab = data["model"]["vocab"]
         special = sorted((t["content"] for t in data["added_tokens"]), key=vocab.get)
         if [vocab[t] for t in special] != list(range(len(special))):
             raise RuntimeError(f"expected the special tokens first in the vocabulary, got {special}")
         rest = sorted((t for t in vocab if t not in special), key=lambda t: (len(t), t))
-        model["vocab"] = {t: i for i, t in enumerate(special + rest)}
-        merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
-        model["merges"] = [list(m) for m in sorted(merges, key=lambda m: (len(m[0]) + len(m[1]), m[0] + m[1], m[0]))]
+        data["model"]["vocab"] = {t: i for i, t in enumerate(special + rest)}
         path.write_text(json.dumps(data, ensure_ascii=False))
         tok = CLIPTokenizer.from_pretrained(tmp)
     tok.model_max_length = 77
     return tok
 
 
-def gpt2_tokenizer(vocab_size: int = 1000):
+def gpt2_tokenizer(vocab_size: int = 3000):
     from transformers import GPT2Tokenizer
     tok = _trained(GPT2Tokenizer(), vocab_size)
     tok.model_max_length = 1024
@@ -118,13 +143,13 @@ def _bytelevel_bpe(vocab_size: int, special_tokens: list[str], qwen_style: bool 
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special_tokens,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(CORPUS, trainer)
+    tok.train_from_iterator(corpus(), trainer)
     model = json.loads(tok.to_str())["model"]
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
     return model["vocab"], merges
 
 
-def opt_tokenizer(vocab_size: int = 400):
+def opt_tokenizer(vocab_size: int = 3000):
     """facebook/opt-* layout: <s>=0 <pad>=1 </s>=2 <unk>=3; bos=eos=unk='</s>', BOS prepended."""
     from transformers import GPT2Tokenizer
     vocab, merges = _bytelevel_bpe(vocab_size, ["<s>", "<pad>", "</s>", "<unk>"])
@@ -132,15 +157,17 @@ def opt_tokenizer(vocab_size: int = 400):
                          pad_token="<pad>", add_bos_token=True, model_max_length=512)
 
 
-def llama_tokenizer(vocab_size: int = 500):
+def llama_tokenizer(vocab_size: int = 3000):
     """Llama/Vicuna layout: <unk>=0 <s>=1 </s>=2, <0x00>..<0xFF>, then merged pieces (byte fallback)."""
     from transformers import LlamaTokenizer
     t = Tokenizer(models.BPE(byte_fallback=True, fuse_unk=True))
-    t.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=False)
+    # Trained word by word (split=True) so no merge spans a space, as sentencepiece's do not; the tokenizer that
+    # LlamaTokenizer builds from these merges splits as the real one (split=False).
+    t.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=True)
     byte_toks = [f"<0x{i:02X}>" for i in range(256)]
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<unk>", "<s>", "</s>"] + byte_toks,
                                   show_progress=False)
-    t.train_from_iterator(CORPUS, trainer)
+    t.train_from_iterator(corpus(), trainer)
     model = json.loads(t.to_str())["model"]
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
     return LlamaTokenizer(vocab=model["vocab"], merges=merges, add_bos_token=True, add_eos_token=False,
@@ -154,7 +181,7 @@ QWEN_NONSPECIAL = ["<tool_call>", "</tool_call>", "<|fim_prefix|>", "<|fim_middl
                    "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>"]
 
 
-def qwen_tokenizer(vocab_size: int = 400, chat_template: str | None = None):
+def qwen_tokenizer(vocab_size: int = 3000, chat_template: str | None = None):
     """Qwen2 BPE with the Qwen special tokens appended after the BPE vocabulary, as in the real one."""
     from tokenizers import AddedToken
     from transformers import Qwen2Tokenizer
