@@ -67,26 +67,66 @@ def _trained(tok, vocab_size: int):
     return tok.train_new_from_iterator(iter(corpus()), vocab_size=vocab_size, show_progress=False)
 
 
-def clip_tokenizer(vocab_size: int = 3000):
-    """A trained CLIP BPE with its vocabulary in a fixed order.
+def _canonical_merges(merges: list[tuple[str, str]], words) -> list[tuple[str, str]]:
+    """Merges in an order that does not depend on the run: by the count each had when it was made (replayed on
+    the corpus's words), then by the length of what it makes (a merge's parts come before it), then by text.
+    Training picks among merges of equal count in a different order on each call; any of those orders is one
+    the trainer could have produced."""
+    from collections import Counter, defaultdict
+    counts = Counter(words)
+    symbols = {w: list(w[:-1]) + [w[-1] + "</w>"] for w in counts}
+    where = defaultdict(set)                 # pair -> words holding it
+    for w, sym in symbols.items():
+        for pair in zip(sym, sym[1:]):
+            where[pair].add(w)
+    made = {}
+    for a, b in merges:
+        made[(a, b)] = 0
+        for w in list(where.pop((a, b), ())):
+            sym, out, i = symbols[w], [], 0
+            while i < len(sym):
+                if i + 1 < len(sym) and sym[i] == a and sym[i + 1] == b:
+                    out.append(a + b)
+                    made[(a, b)] += counts[w]
+                    i += 2
+                else:
+                    out.append(sym[i])
+                    i += 1
+            for pair in zip(sym, sym[1:]):
+                where[pair].discard(w)
+            symbols[w] = out
+            for pair in zip(out, out[1:]):
+                where[pair].add(w)
+    return sorted(merges, key=lambda m: (-made[m], len(m[0] + m[1]), m[0] + m[1], m[0]))
 
-    Training yields the same tokens, merges and tokenization every time but numbers the tokens (and orders merges
-    of equal count) differently on each call. Here specials keep their ids and the other tokens are numbered by
-    (length, text); the merges keep the trained order, which is their priority (reordering them splits words)."""
+
+def clip_tokenizer(vocab_size: int = 3000):
+    """A trained CLIP BPE with its vocabulary and merges put in a fixed order.
+
+    Training yields the same tokens every time but numbers them and orders merges of equal count differently on
+    each call. Here specials keep their ids, the other tokens are numbered by (length, text), and the merges are
+    ordered by `_canonical_merges` (their order is their priority: sorting them by length alone splits words)."""
     import tempfile
     from pathlib import Path
 
     from transformers import CLIPTokenizer
+    base = CLIPTokenizer()
     with tempfile.TemporaryDirectory() as tmp:
-        _trained(CLIPTokenizer(), vocab_size).save_pretrained(tmp)
+        _trained(base, vocab_size).save_pretrained(tmp)
         path = Path(tmp) / "tokenizer.json"
         data = json.loads(path.read_text())
-        vocab = data["model"]["vocab"]
+        model = data["model"]
+        vocab = model["vocab"]
         special = sorted((t["content"] for t in data["added_tokens"]), key=vocab.get)
         if [vocab[t] for t in special] != list(range(len(special))):
             raise RuntimeError(f"expected the special tokens first in the vocabulary, got {special}")
         rest = sorted((t for t in vocab if t not in special), key=lambda t: (len(t), t))
-        data["model"]["vocab"] = {t: i for i, t in enumerate(special + rest)}
+        model["vocab"] = {t: i for i, t in enumerate(special + rest)}
+        backend = base.backend_tokenizer
+        words = [piece for text in corpus()
+                 for piece, _ in backend.pre_tokenizer.pre_tokenize_str(backend.normalizer.normalize_str(text))]
+        merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+        model["merges"] = [list(m) for m in _canonical_merges(merges, words)]
         path.write_text(json.dumps(data, ensure_ascii=False))
         tok = CLIPTokenizer.from_pretrained(tmp)
     tok.model_max_length = 77
