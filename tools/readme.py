@@ -11,9 +11,10 @@ import json
 import re
 import sys
 
-from vlsteps import architectures, sizes
+from vlsteps import architectures, registry, sizes
 from vlsteps.files import atomic_write
 from vlsteps.paths import REPO_ROOT
+from vlsteps.standins import learned
 
 from . import notebooks, size_tables
 
@@ -41,7 +42,27 @@ def notebook_table() -> str:
     return "\n".join(rows)
 
 
-TABLES = {"notebooks": notebook_table, "models": size_tables.model_table, "measured": size_tables.measured_table}
+def _goal(goal) -> str:
+    """A number is a floor ("goal >= 0.90"); a string says its own goal ("< 0.99")."""
+    return "" if goal is None else f" (goal {goal})" if isinstance(goal, str) else f" (goal ≥ {goal:.2f})"
+
+
+def offline_table() -> str:
+    """One row per registry key: what its stand-in learned, its scores on held-out scenes, its training run."""
+    rows = ["| model | what its stand-in learned | scores on held-out scenes (measured; goal) | training (measured) |",
+            "|---|---|---|---|"]
+    for key, card in registry.CARDS.items():
+        rec = learned.record(key)
+        if rec is None:
+            rows.append(f"| `{key}` | nothing yet: random weights | - | - |")
+            continue
+        scores = "; ".join(f"{name} {value:.2f}" + _goal(rec["goals"].get(name)) for name, value in rec["scores"].items())
+        rows.append(f"| `{key}` | {rec['learned']} | {scores} | {rec['steps']:,} steps, {rec['train_seconds']:.0f} s "
+                    f"on 1 thread ({rec['date']}, {rec['machine']}) |")
+    return "\n".join(rows)
+
+
+TABLES = {"notebooks": notebook_table, "offline": offline_table, "models": size_tables.model_table, "measured": size_tables.measured_table}
 
 
 def render(text: str) -> str:
