@@ -1,7 +1,8 @@
 """python -m tools.learn KEY... : train stand-ins on the procedural world and commit what they learned.
 
 For each key: build its random-weight stand-in, train it with its card's `training` on ONE CPU thread from fixed
-seeds (the same run gives the same weights on the same torch), round the weights to float16 as they are stored,
+seeds (the same run gives the same weights on the same torch; its CPU time, unlike its wall time, hardly
+depends on what else the machine runs), round the weights to float16 as they are stored,
 measure the behaviour on held-out scenes, and write vlsteps/standins/learned/<key>.safetensors and .json. Prints
 per model the training time and the scores against the issue's goals: it is also the benchmark of the offline
 behaviour. --check trains into a temporary folder and only prints (CI retrains one key this way).
@@ -31,12 +32,13 @@ def train(key: str, dest: Path) -> dict:
     folder = standins.build(card, dest, trained=False)
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     facts = card.training.train(card, folder)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     learned.load_as_stored(folder)
     scores = card.training.measure(card, folder)
     return {"key": key, "learned": card.training.text, **facts, "train_seconds": round(seconds, 1),
+            "cpu_seconds": round(cpu, 1),
             "threads": 1, "scores": {k: round(float(v), 4) for k, v in scores.items()},
             "goals": card.training.goals, "torch": torch.__version__, "transformers": transformers.__version__,
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, load average "
@@ -45,7 +47,8 @@ def train(key: str, dest: Path) -> dict:
 
 def report(rec: dict) -> str:
     scores = ", ".join(f"{k} {v:.3f} (goal {rec['goals'].get(k, '-')})" for k, v in rec["scores"].items())
-    return f"{rec['key']:14s} trained {rec['train_seconds']:7.1f} s on 1 thread; {scores}"
+    return (f"{rec['key']:14s} trained {rec['train_seconds']:7.1f} s ({rec['cpu_seconds']:.1f} CPU-seconds) "
+            f"on 1 thread; {scores}")
 
 
 def main() -> None:

@@ -56,13 +56,16 @@ def offline_table() -> str:
         if rec is None:
             rows.append(f"| `{key}` | nothing yet: random weights | - | - |")
             continue
-        scores = "; ".join(f"{name} {value:.2f}" + _goal(rec["goals"].get(name)) for name, value in rec["scores"].items())
-        rows.append(f"| `{key}` | {rec['learned']} | {scores} | {rec['steps']:,} steps, {rec['train_seconds']:.0f} s "
-                    f"on 1 thread ({rec['date']}, {rec['machine']}) |")
+        scores = "; ".join(f"{name} {value:.2f}" + _goal(rec["goals"].get(name))
+                           for name, value in rec["scores"].items())
+        cpu = f"{rec['cpu_seconds']:.0f} CPU-seconds, " if "cpu_seconds" in rec else ""
+        rows.append(f"| `{key}` | {rec['learned']} | {scores} | {rec['steps']:,} steps on 1 thread: {cpu}"
+                    f"{rec['train_seconds']:.0f} s wall ({rec['date']}, {rec['machine']}) |")
     return "\n".join(rows)
 
 
-TABLES = {"notebooks": notebook_table, "offline": offline_table, "models": size_tables.model_table, "measured": size_tables.measured_table}
+TABLES = {"notebooks": notebook_table, "offline": offline_table, "models": size_tables.model_table,
+          "measured": size_tables.measured_table}
 
 
 def render(text: str) -> str:
