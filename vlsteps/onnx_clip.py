@@ -61,8 +61,10 @@ def export(model, folder: Path) -> tuple[Path, Path]:
     axes = {"input": {0: "batch"}, "output": {0: "batch"}}
     model = model.float().cpu().eval()
     with warnings.catch_warnings():
-        # the tracer's notes on shape checks it keeps as constants (none depends on the batch or the text length)
+        # the tracer's notes on shape checks it keeps as constants (none depends on the batch or the text length),
+        # and on indexing by negative numbers (the text tower indexes by its end token's position, never negative)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", "Exporting aten::index operator", UserWarning)
         for path, x, image in zip(files, inputs, (True, False)):
             torch.onnx.export(_Tower(model, image), (x,), str(path), dynamo=False, opset_version=17,
                               input_names=["input"], output_names=["output"],
