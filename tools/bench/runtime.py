@@ -70,12 +70,12 @@ def _table(rows: list[dict], arch: str, same: float) -> None:
         return statistics.median(r["img_s"] for r in rows if (r["runtime"], r["threads"], r["batch"]) ==
                                  (runtime, threads, batch))
 
-    print(f"\n| CLIP {arch} | threads | batch | torch img/s | onnx img/s | onnx ÷ torch |")
+    print("\n| CLIP | threads | batch | torch img/s | onnx img/s | onnx ÷ torch |")
     print("|---|---:|---:|---:|---:|---:|")
     for threads in THREADS:
         for batch in BATCHES:
             t, o = median("torch", threads, batch), median("onnx", threads, batch)
-            print(f"| | {threads} | {batch} | {t:.2f} | {o:.2f} | {o / t:.2f}× |")
+            print(f"| {arch} | {threads} | {batch} | {t:.2f} | {o:.2f} | {o / t:.2f}× |")
     print(f"median over rounds; load average {statistics.median(r['load'] for r in rows):.1f} "
           f"(min {min(r['load'] for r in rows):.1f}, max {max(r['load'] for r in rows):.1f}) on "
           f"{os.cpu_count()} CPUs; lowest cosine of the two runtimes' vectors: {same:.6f}")
