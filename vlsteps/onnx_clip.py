@@ -22,7 +22,7 @@ from . import paths
 from .embed import ClipEmbedder
 
 log = logging.getLogger(__name__)
-INSTALL = "pip install onnxruntime==1.32.0 onnx==1.23.2 (both are in requirements.txt and the serve extra)"
+INSTALL = "pip install onnxruntime 'onnx<1.23' (pinned in requirements.txt, and in the serve extra)"
 FORMAT = 1      # bump when what `export` writes changes, so old exports are redone
 _WEIGHTS = ("*.safetensors", "*.bin", "*.json")
 
@@ -62,9 +62,11 @@ def export(model, folder: Path) -> tuple[Path, Path]:
     model = model.float().cpu().eval()
     with warnings.catch_warnings():
         # the tracer's notes on shape checks it keeps as constants (none depends on the batch or the text length),
-        # and on indexing by negative numbers (the text tower indexes by its end token's position, never negative)
+        # on indexing by negative numbers (the text tower indexes by its end token's position, never negative), and
+        # that this exporter is the older one (the newer needs onnxscript, and photofield-ai loads what this writes)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", "Exporting aten::index operator", UserWarning)
+        warnings.filterwarnings("ignore", "You are using the legacy TorchScript-based ONNX export", DeprecationWarning)
         for path, x, image in zip(files, inputs, (True, False)):
             torch.onnx.export(_Tower(model, image), (x,), str(path), dynamo=False, opset_version=17,
                               input_names=["input"], output_names=["output"],
