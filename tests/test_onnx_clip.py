@@ -125,3 +125,7 @@ def test_bad_flag_and_missing_onnxruntime_get_one_message(monkeypatch, capsys):
     assert "pip install onnxruntime 'onnx<1.23'" in err and "Traceback" not in err
     with pytest.raises(ImportError, match="pip install onnxruntime 'onnx<1.23'"):
         create_app(Settings(runtime="onnx"))
+    monkeypatch.delitem(sys.modules, "onnxruntime")
+    monkeypatch.setitem(sys.modules, "onnx", None)                  # the export needs it
+    with pytest.raises(ImportError, match="pip install onnxruntime 'onnx<1.23'"):
+        onnx_clip.require()

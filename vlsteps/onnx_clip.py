@@ -28,8 +28,9 @@ _WEIGHTS = ("*.safetensors", "*.bin", "*.json")
 
 
 def require():
-    """onnxruntime, or one ImportError that says what to install."""
+    """onnxruntime (and onnx, which torch.onnx.export needs), or one ImportError that says what to install."""
     try:
+        import onnx  # noqa: F401
         import onnxruntime
     except ImportError:
         raise ImportError(f"The onnx runtime needs onnxruntime and onnx: {INSTALL}; or run on torch "
