@@ -1,5 +1,6 @@
 """CLIP's two towers on ONNX Runtime: the service's `--runtime onnx` (the runtime photofield-ai and immich serve CLIP
-with), measured faster than torch on a CPU (README, Serving; `python -m tools.bench runtime`).
+with), faster than torch on a CPU one image at a time and on busy cores (README, Serving; `python -m tools.bench
+runtime`).
 
 The towers are exported from the very model `ClipEmbedder` loads (torch.onnx), once per model folder, into
 `outputs_dir()/onnx`: a folder per folder and weights, written under a temporary name and renamed into place, so a
