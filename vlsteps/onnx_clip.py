@@ -65,9 +65,10 @@ def export(model, folder: Path) -> tuple[Path, Path]:
     with warnings.catch_warnings():
         # the tracer's notes on shape checks it keeps as constants (none depends on the batch or the text length),
         # on indexing by negative numbers (the text tower indexes by its end token's position, never negative), and
-        # that this exporter is the older one (the newer needs onnxscript, and photofield-ai loads what this writes)
+        # that this exporter and its parts are the older ones (the newer needs onnxscript; photofield-ai loads this)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", "Exporting aten::index operator", UserWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
         warnings.filterwarnings("ignore", "You are using the legacy TorchScript-based ONNX export", DeprecationWarning)
         for path, x, image in zip(files, inputs, (True, False)):
             torch.onnx.export(_Tower(model, image), (x,), str(path), dynamo=False, opset_version=17,
