@@ -196,14 +196,16 @@ class ClipEmbedder:
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        tok = getattr(self.processor, "tokenizer", self.processor)
-        out = []
-        with torch.inference_mode():
-            for i in range(0, len(texts), self.batch_size):
-                enc = tok(texts[i:i + self.batch_size], padding=True, truncation=True, return_tensors="pt")
-                enc = {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
-                out.append(_unit(self.model.get_text_features(**enc)).cpu().numpy())
+        out = [self.text_features(texts[i:i + self.batch_size]) for i in range(0, len(texts), self.batch_size)]
         return np.concatenate(out).astype(np.float32, copy=False)
+
+    def text_features(self, texts: list[str]) -> np.ndarray:
+        """One batch of texts (right-padded to the longest) as L2-normalized embeddings."""
+        tok = getattr(self.processor, "tokenizer", self.processor)
+        with torch.inference_mode():
+            enc = tok(texts, padding=True, truncation=True, return_tensors="pt")
+            enc = {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+            return _unit(self.model.get_text_features(**enc)).cpu().numpy()
 
     def prompt_ensemble(self, classnames: Sequence[str], templates: Sequence[str]) -> np.ndarray:
         """One text embedding per class: the normalized mean over templates like "a photo of a {}."

@@ -5,6 +5,8 @@
     python -m tools.bench serve [--arch B/32|L/14|both]   the HTTP service, batched against one request one forward
     python -m tools.bench serve --photofield-ai DIR       the HTTP service against photofield-ai's own main.py (a
                                                           checkout in DIR; pip install -r tools/bench/requirements.txt)
+    python -m tools.bench runtime [--arch B/32|L/14]      the service's CLIP runtimes, torch vs ONNX Runtime, at batch
+                                                          1 and 8 on one and two threads (serve --runtime)
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import index, photofield_ai, serve, workload
+from . import index, photofield_ai, runtime, serve, workload
 
 
 def main(argv=None) -> None:
@@ -38,12 +40,18 @@ def main(argv=None) -> None:
     p.add_argument("--photofield-ai", metavar="DIR", type=Path,
                    help="compare with photofield-ai's main.py from this checkout instead (CLIP B/32)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds with --photofield-ai (default 3)")
+    p = sub.add_parser("runtime", help="CLIP's image tower on torch vs ONNX Runtime, batch 1/8, 1/2 threads")
+    p.add_argument("--arch", choices=list(workload.ARCHS), default="B/32")
+    p.add_argument("--images", type=int, default=16, help="images per batch size, thread count and round (16)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     args = parser.parse_args(argv)
     if args.what == "serve" and args.photofield_ai:
         photofield_ai.bench_photofield_ai(args.photofield_ai, args.requests or 48, args.rounds)
     elif args.what == "serve":
         archs = list(workload.ARCHS) if args.arch == "both" else [args.arch]
         serve.bench_serve(archs, requests={a: args.requests for a in archs} if args.requests else None)
+    if args.what == "runtime":
+        runtime.bench_runtime(args.arch, args.images, args.rounds)
     if args.what == "index":
         dtypes = {"float32": ("float32",), "bfloat16": ("bfloat16",), "both": ("float32", "bfloat16"),
                   "auto": ("float32", "bfloat16") if index.cpu_has_bf16() else ("float32",)}[args.dtype]

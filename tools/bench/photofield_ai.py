@@ -1,11 +1,12 @@
 """`python -m tools.bench serve --photofield-ai DIR`: vlsteps serve against photofield-ai's own service (its
 unmodified main.py, on ONNX Runtime, from a checkout in DIR) on the same real-size random-weight CLIP B/32.
 
-The ONNX files photofield-ai loads are exported from the very model vlsteps serves (torch.onnx), and the BPE
-vocabulary photofield-ai's tokenizer ships becomes the served CLIP's tokenizer, so both answer the same vectors
-(checked: the cosine of their answers is printed). Rounds are interleaved and who goes first alternates, so a machine
-that gets busier slows both alike. Per scenario: the ratio of vlsteps' to photofield-ai's items/s (median over
-rounds), items per server-CPU-second, and vlsteps' mean batch. The machine's load is printed with them.
+The ONNX files photofield-ai loads are exported from the very model vlsteps serves (`vlsteps.onnx_clip.export`, as
+the service's `--runtime onnx` does), and the BPE vocabulary photofield-ai's tokenizer ships becomes the served CLIP's
+tokenizer, so both answer the same vectors (checked: the cosine of their answers is printed). Rounds are interleaved
+and who goes first alternates, so a machine that gets busier slows both alike. Per scenario: the ratio of vlsteps' to
+photofield-ai's items/s (median over rounds), items per server-CPU-second, and vlsteps' mean batch. The machine's
+load is printed with them.
 """
 from __future__ import annotations
 
@@ -21,9 +22,9 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import torch
 
 from vlsteps.embed import ClipEmbedder
+from vlsteps.onnx_clip import export
 from vlsteps.serve import photofield, threads
 from vlsteps.serve.loadtest import Server, load
 
@@ -45,30 +46,6 @@ def tokenizer(checkout: Path):
     theirs = module.SimpleTokenizer()
     merges = [pair for pair, _ in sorted(theirs.bpe_ranks.items(), key=lambda kv: kv[1])]
     return CLIPTokenizer(vocab=dict(theirs.encoder), merges=merges)
-
-
-class _Features(torch.nn.Module):
-    """One tower of a CLIPModel as a module of one input: its projected (not normalized) embedding."""
-
-    def __init__(self, model, image: bool):
-        super().__init__()
-        self.model, self.image = model, image
-
-    def forward(self, x):
-        out = (self.model.get_image_features(pixel_values=x) if self.image else
-               self.model.get_text_features(input_ids=x))
-        return out.pooler_output if hasattr(out, "pooler_output") else out
-
-
-def export(model, folder: Path) -> tuple[Path, Path]:
-    """visual.onnx ([batch, 3, 224, 224] float32) and textual.onnx ([batch, 77] int64), as photofield-ai loads them."""
-    paths = folder / "visual.onnx", folder / "textual.onnx"
-    inputs = torch.zeros(1, 3, 224, 224), torch.zeros(1, 77, dtype=torch.int64)
-    for path, x, image in zip(paths, inputs, (True, False)):
-        torch.onnx.export(_Features(model, image), (x,), str(path), dynamo=False, opset_version=17,
-                          input_names=["input"], output_names=["output"],
-                          dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
-    return paths
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:

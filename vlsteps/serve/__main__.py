@@ -1,10 +1,12 @@
-"""`python -m vlsteps.serve [--host 127.0.0.1] [--port 5000]`: run the service with uvicorn."""
+"""`python -m vlsteps.serve [--host 127.0.0.1] [--port 5000] [--runtime torch|onnx]`: run the service with uvicorn."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 
 from .. import paths
+from .settings import RUNTIMES, Settings
 
 
 def main(argv=None) -> None:
@@ -13,7 +15,14 @@ def main(argv=None) -> None:
                                                             "only; 0.0.0.0 to serve the network)")
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--log-level", default="info")
+    parser.add_argument("--runtime", choices=RUNTIMES, help="what CLIP runs on: torch, or onnx (ONNX Runtime, faster "
+                                                             "on a CPU); default VLSTEPS_SERVE_RUNTIME, else torch")
     args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except ValueError as e:
+        parser.error(str(e))
+    settings = dataclasses.replace(settings, runtime=args.runtime or settings.runtime)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     log = logging.getLogger("vlsteps.serve")
     if paths.standins_allowed():
@@ -23,8 +32,12 @@ def main(argv=None) -> None:
     import uvicorn
 
     from .app import create_app
-    log.info("serving on http://%s:%d (docs at /docs)", args.host, args.port)
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_level=args.log_level)
+    try:
+        app = create_app(settings)
+    except ImportError as e:            # --runtime onnx without onnxruntime: what to install
+        parser.error(str(e))
+    log.info("serving on http://%s:%d (docs at /docs); CLIP on %s", args.host, args.port, settings.runtime)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
 
 
 if __name__ == "__main__":

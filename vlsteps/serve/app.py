@@ -92,6 +92,9 @@ class _Refused(Exception):
 
 def create_app(settings: Settings | None = None, pool: ModelPool | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
+    if settings.runtime == "onnx":
+        from ..onnx_clip import require
+        require()                   # missing onnxruntime: said at start, not at the first request
     app = FastAPI(title="vlsteps serve", version="1",
                   description="The collection's vision-language models as a service: PhotoPrism's Vision API, its "
                               "legacy describe routes, and Photofield AI's embedding routes, batched across "
@@ -135,7 +138,7 @@ def service_status(app: FastAPI) -> dict:
         source = pool.sources.get(key)
         served[key] = {"repo_id": registry.get(key).repo_id, "real_checkpoint": real,
                        "standin": source["standin"] if source else (not real and paths.standins_allowed()),
-                       "loaded": source is not None}
+                       "loaded": source is not None, "runtime": settings.runtime if key == "clip" else "torch"}
     standins = sorted(k for k, v in served.items() if v["standin"])
     return {"standins_in_use": bool(standins),
             "warning": (f"STAND-INS: {', '.join(standins)} are tiny random-weight copies; their outputs are "

@@ -59,9 +59,13 @@ class ModelPool:
             return self._loaded[name]
 
     def embedder(self):
-        from ..embed import ClipEmbedder
-        return self._get("clip", lambda: ClipEmbedder.from_pretrained(self.folder("clip"), model_key="clip",
-                                                                      batch_size=self.settings.max_batch))
+        """CLIP on the settings' runtime: torch, or ONNX Runtime (exported on first use, `vlsteps.onnx_clip`)."""
+        if self.settings.runtime == "onnx":
+            from ..onnx_clip import OnnxClipEmbedder as Embedder
+        else:
+            from ..embed import ClipEmbedder as Embedder
+        return self._get("clip", lambda: Embedder.from_pretrained(self.folder("clip"), model_key="clip",
+                                                                  batch_size=self.settings.max_batch))
 
     def labeler(self) -> ZeroShotLabeler:
         return self._get("labels", lambda: ZeroShotLabeler(self.embedder(), vocabulary(self.settings.labels_file)))

@@ -8,6 +8,7 @@ from ..paths import outputs_dir
 from ..net import AddressPolicy
 
 PREFIX = "VLSTEPS_SERVE_"
+RUNTIMES = ("torch", "onnx")       # what CLIP's towers run on (vlsteps.onnx_clip); the captioners run on torch
 
 
 def _number(name: str, default, kind=int, low=1):
@@ -21,6 +22,13 @@ def _number(name: str, default, kind=int, low=1):
     if not value >= low or value == float("inf"):       # NaN compares False, inf would wait forever
         raise ValueError(f"{PREFIX}{name}={raw!r} must be a finite number, at least {low}")
     return value
+
+
+def _runtime() -> str:
+    raw = os.environ.get(PREFIX + "RUNTIME") or RUNTIMES[0]
+    if raw not in RUNTIMES:
+        raise ValueError(f"{PREFIX}RUNTIME={raw!r} is not a runtime: use one of {', '.join(RUNTIMES)}")
+    return raw
 
 
 def _notebook_run() -> str:
@@ -42,6 +50,7 @@ class Settings:
     max_text_chars: int = 1000
     max_new_tokens: int = 30
     threads: int = 0            # torch's intra-op threads; 0: chosen for the machine (vlsteps.serve.threads)
+    runtime: str = RUNTIMES[0]  # CLIP's: torch, or onnx (ONNX Runtime on the same threads)
     fetch_timeout_s: float = 10.0
     body_timeout_s: float = 30.0    # a request body not in full by then gets 408 and its connection closed
     clip_dir: str = ""          # a CLIP folder to serve instead of model_dir("clip") (the benchmark's models)
@@ -63,6 +72,7 @@ class Settings:
                    max_text_chars=_number("MAX_TEXT_CHARS", cls.max_text_chars),
                    max_new_tokens=_number("MAX_NEW_TOKENS", cls.max_new_tokens),
                    threads=_number("THREADS", cls.threads, low=0),
+                   runtime=_runtime(),
                    fetch_timeout_s=_number("FETCH_TIMEOUT_S", cls.fetch_timeout_s, float),
                    body_timeout_s=_number("BODY_TIMEOUT_S", cls.body_timeout_s, float),
                    clip_dir=os.environ.get(PREFIX + "CLIP_DIR", ""),
