@@ -4,6 +4,7 @@ captions photo folders, uploads and the demo box."""
 import io
 import json
 import os
+import re
 
 import pytest
 import torch
@@ -193,3 +194,20 @@ def test_the_service_captions_an_upload_with_the_trained_run_and_never_writes_it
     with TestClient(create_app(Settings(captioner_run=str(tmp_path / "none")))) as client:
         missing = client.post("/caption", files={"file": ("cat.png", buf.getvalue(), "image/png")})
     assert missing.status_code == 503 and "make train-captioner" in missing.json()["error"]
+
+
+def test_the_results_table_keeps_every_header_apart_and_above_its_numbers():
+    scores = {"BLEU-4": 0.5, "exact match": 0.25, "shape acc": 0.75, "relation acc": 1.0}
+    part = {"images": 300, "greedy": scores, "beam 3": scores, "image-blind baseline": scores, "examples": []}
+    results = {"baseline caption": "a red circle", "test": part, "compositional": part, "steps": 3,
+               "train seconds": 1.0, "train samples/s": 2.0, "device": "cpu"}
+    lines = format_results(results).splitlines()
+    headers = [i for i, line in enumerate(lines) if line.rstrip().endswith("image-blind baseline")]
+    assert len(headers) == 2
+    for i in headers:
+        names = [(m.group(), m.end()) for m in re.finditer(r"\S+(?: \S+)*", lines[i])]
+        assert [n for n, _ in names] == ["greedy", "beam 3", "image-blind baseline"], lines[i]
+        for row, score in zip(lines[i + 1:], scores):
+            assert row.startswith(score + " ")
+            numbers = [m.end() for m in re.finditer(r"\d\.\d{3}", row)]
+            assert numbers == [end for _, end in names], (lines[i], row)
