@@ -121,7 +121,7 @@ def test_a_photo_folder_trains_with_a_vocabulary_from_its_training_images_only(t
     words = data.Vocabulary.from_json((folder / "vocab.json").read_text()).words
     assert ("zebra" in words) == (zebra_split == "train")
     assert set(words[4:]) == {w for caps in splits["train"].captions for c in caps for w in data.tokenize(c)}
-    assert f"test ({len(splits['test'])} held-out images)" in capsys.readouterr().out
+    assert f"test: {len(splits['test'])} held-out images" in capsys.readouterr().out
     assert "compositional" not in runs.Run(folder).results()        # only shape scenes have that split
     assert sum(len(s) for s in splits.values()) == len(captions)
 

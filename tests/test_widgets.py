@@ -151,6 +151,12 @@ def test_the_caption_boxs_picture_keeps_a_long_caption_in_its_panel(text, monkey
 
 
 # --- the stand-in banner -----------------------------------------------------------------------------------------
+@pytest.fixture
+def outside_ipython(monkeypatch):
+    """The banner as a script sees it, on stderr (other tests here start an IPython shell, where it is HTML)."""
+    monkeypatch.setattr("IPython.get_ipython", lambda: None)
+
+
 def standin_folder(parent, learned: bool):
     """A folder marked as a stand-in the way `vlsteps.standins.build` marks one, learned or random."""
     folder = parent / ("learned" if learned else "random")
@@ -160,7 +166,7 @@ def standin_folder(parent, learned: bool):
 
 
 def test_the_banner_explains_random_stand_ins_once_then_names_each_one_and_its_download(capsys, monkeypatch,
-                                                                                       tmp_path):
+                                                                                       tmp_path, outside_ipython):
     monkeypatch.setattr(widgets, "_EXPLAINED", False)
     random = standin_folder(tmp_path, learned=False)
     widgets.standin_banner(registry.get("vit"), random)
@@ -174,7 +180,8 @@ def test_the_banner_explains_random_stand_ins_once_then_names_each_one_and_its_d
     assert "With the real checkpoint" not in second and len(second) < len(first)
 
 
-def test_the_banner_of_a_learned_stand_in_is_one_line_that_says_where_it_learned(capsys, monkeypatch, tmp_path):
+def test_the_banner_of_a_learned_stand_in_is_one_line_that_says_where_it_learned(capsys, monkeypatch, tmp_path,
+                                                                                  outside_ipython):
     monkeypatch.setattr(widgets, "_EXPLAINED", False)
     widgets.standin_banner(registry.get("vit"), standin_folder(tmp_path, learned=True))
     text = capsys.readouterr().err.strip()
@@ -184,7 +191,7 @@ def test_the_banner_of_a_learned_stand_in_is_one_line_that_says_where_it_learned
     assert "With the real checkpoint" in capsys.readouterr().err, "a random stand-in after it is still explained"
 
 
-def test_model_dir_shows_the_banner_its_stand_in_deserves(capsys, monkeypatch):
+def test_model_dir_shows_the_banner_its_stand_in_deserves(capsys, outside_ipython):
     from vlsteps import model_dir
     from vlsteps.standins import is_learned
     folder = model_dir("vit")
