@@ -10,10 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
-from vlsteps import world
+from vlsteps import model_dir, world
 from vlsteps.captioner import data, metrics, predict, runs
 from vlsteps.captioner.train import Config, format_results, main, train
 from vlsteps.images import ImageLoadError
+from vlsteps.standins import is_learned
+from vlsteps.standins.wording import TRAINED_HERE
 
 # A shortened version of the notebook's run (~30-60 s on 2 CPU cores).
 SHORT = dict(n_train=1500, epochs=4, embed_dim=64, ff_dim=128, batch_size=32, seq_length=16, threads=1,
@@ -170,6 +172,8 @@ def test_the_document_encoder_and_the_collection_towers_plug_in(tmp_path):
     assert memory.shape[0] == 2 and memory.shape[2] == 32
     assert clip.features.frozen and not any(p.requires_grad for p in clip.features.parameters())
     assert not any(k.startswith("features.") for k in clip.saved_state())      # the tower reloads from its folder
+    vit = Captioner(10, "vit", seq_length=8, embed_dim=32, ff_dim=32)
+    assert (TRAINED_HERE in vit.features.note) == is_learned(model_dir("vit", banner=False)), vit.features.note
 
 
 def test_the_service_captions_an_upload_with_the_trained_run_and_never_writes_it(trained, tmp_path, monkeypatch):
