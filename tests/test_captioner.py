@@ -4,15 +4,18 @@ captions photo folders, uploads and the demo box."""
 import io
 import json
 import os
+import re
 
 import pytest
 import torch
 from PIL import Image
 
-from vlsteps import world
+from vlsteps import model_dir, world
 from vlsteps.captioner import data, metrics, predict, runs
 from vlsteps.captioner.train import Config, format_results, main, train
 from vlsteps.images import ImageLoadError
+from vlsteps.standins import is_learned
+from vlsteps.standins.wording import TRAINED_HERE
 
 # A shortened version of the notebook's run (~30-60 s on 2 CPU cores).
 SHORT = dict(n_train=1500, epochs=4, embed_dim=64, ff_dim=128, batch_size=32, seq_length=16, threads=1,
@@ -120,7 +123,7 @@ def test_a_photo_folder_trains_with_a_vocabulary_from_its_training_images_only(t
     words = data.Vocabulary.from_json((folder / "vocab.json").read_text()).words
     assert ("zebra" in words) == (zebra_split == "train")
     assert set(words[4:]) == {w for caps in splits["train"].captions for c in caps for w in data.tokenize(c)}
-    assert f"test ({len(splits['test'])} held-out images)" in capsys.readouterr().out
+    assert f"test: {len(splits['test'])} held-out images" in capsys.readouterr().out
     assert "compositional" not in runs.Run(folder).results()        # only shape scenes have that split
     assert sum(len(s) for s in splits.values()) == len(captions)
 
@@ -169,6 +172,8 @@ def test_the_document_encoder_and_the_collection_towers_plug_in(tmp_path):
     assert memory.shape[0] == 2 and memory.shape[2] == 32
     assert clip.features.frozen and not any(p.requires_grad for p in clip.features.parameters())
     assert not any(k.startswith("features.") for k in clip.saved_state())      # the tower reloads from its folder
+    vit = Captioner(10, "vit", seq_length=8, embed_dim=32, ff_dim=32)
+    assert (TRAINED_HERE in vit.features.note) == is_learned(model_dir("vit", banner=False)), vit.features.note
 
 
 def test_the_service_captions_an_upload_with_the_trained_run_and_never_writes_it(trained, tmp_path, monkeypatch):
@@ -193,3 +198,20 @@ def test_the_service_captions_an_upload_with_the_trained_run_and_never_writes_it
     with TestClient(create_app(Settings(captioner_run=str(tmp_path / "none")))) as client:
         missing = client.post("/caption", files={"file": ("cat.png", buf.getvalue(), "image/png")})
     assert missing.status_code == 503 and "make train-captioner" in missing.json()["error"]
+
+
+def test_the_results_table_keeps_every_header_apart_and_above_its_numbers():
+    scores = {"BLEU-4": 0.5, "exact match": 0.25, "shape acc": 0.75, "relation acc": 1.0}
+    part = {"images": 300, "greedy": scores, "beam 3": scores, "image-blind baseline": scores, "examples": []}
+    results = {"baseline caption": "a red circle", "test": part, "compositional": part, "steps": 3,
+               "train seconds": 1.0, "train samples/s": 2.0, "device": "cpu"}
+    lines = format_results(results).splitlines()
+    headers = [i for i, line in enumerate(lines) if line.rstrip().endswith("image-blind baseline")]
+    assert len(headers) == 2
+    for i in headers:
+        names = [(m.group(), m.end()) for m in re.finditer(r"\S+(?: \S+)*", lines[i])]
+        assert [n for n, _ in names] == ["greedy", "beam 3", "image-blind baseline"], lines[i]
+        for row, score in zip(lines[i + 1:], scores):
+            assert row.startswith(score + " ")
+            numbers = [m.end() for m in re.finditer(r"\d\.\d{3}", row)]
+            assert numbers == [end for _, end in names], (lines[i], row)

@@ -1,4 +1,4 @@
-from vlsteps import model_dir, registry, token_budget, widgets
+from vlsteps import model_dir, token_budget
 from vlsteps.generation import STANDIN_TOKENS
 
 
@@ -8,14 +8,3 @@ def test_a_standin_writes_a_few_tokens_and_a_real_folder_its_full_budget(tmp_pat
     assert token_budget(standin, 4) == 4
     assert token_budget(tmp_path, 30) == 30, "a folder without the stand-in marker is a real checkpoint"
 
-
-def test_the_banner_explains_stand_ins_once_then_names_each_one_and_its_download(capsys, monkeypatch):
-    monkeypatch.setattr(widgets, "_EXPLAINED", False)
-    widgets.standin_banner(registry.get("vit"))
-    first = capsys.readouterr().err
-    assert "STAND-IN" in first and "noise" in first and f"{STANDIN_TOKENS} new tokens" in first
-    assert "tools/download_models.sh vit" in first and "With the real checkpoint" in first
-    widgets.standin_banner(registry.get("vilt"))
-    second = capsys.readouterr().err
-    assert "'vilt'" in second and "noise" in second and "tools/download_models.sh vilt" in second
-    assert "With the real checkpoint" not in second and len(second) < len(first)

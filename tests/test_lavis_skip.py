@@ -63,3 +63,24 @@ def test_make_run_reports_a_notebook_without_its_kernel_as_skipped(tmp_path, cap
     out = capsys.readouterr().out
     assert "blip2_lavis: SKIPPED" in out and notebooks.LAVIS_HINT in out
     assert not list(tmp_path.iterdir())
+
+
+def test_make_run_says_what_the_lavis_notebook_runs_on(tmp_path, monkeypatch):
+    lavis = notebooks.get("blip2_lavis")
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("VLSTEPS_STANDINS", "1")
+    assert runner.models_used(lavis) == {runner.LAVIS: False}, "empty caches: LAVIS's random stand-ins"
+    for repo in ("google/flan-t5-xl", "bert-base-uncased"):
+        (tmp_path / "hf" / "hub" / f"models--{repo.replace('/', '--')}").mkdir(parents=True)
+    (tmp_path / "torch" / "hub" / "checkpoints").mkdir(parents=True)
+    for name in ("eva_vit_g.pth", "blip2_caption_flant5xl.pth"):
+        (tmp_path / "torch" / "hub" / "checkpoints" / name).write_bytes(b"")
+    assert runner.models_used(lavis) == {runner.LAVIS: None}, "LAVIS's caches hold the real pieces"
+
+
+def test_make_runs_model_line_tells_learned_from_random_stand_ins():
+    assert (runner._model_report({"vit": True, "vilt": False, "clip": None})
+            == "vit=STAND-IN (learned), vilt=STAND-IN (random), clip=real")
+    assert runner._model_report({}) == "none"

@@ -22,9 +22,11 @@ from fastapi.testclient import TestClient
 
 from vlsteps import sample_photo
 from vlsteps.serve import photofield
-from vlsteps.serve.app import BodyGuard, create_app
+from vlsteps.serve.app import BodyGuard, create_app, service_status
 from vlsteps.serve.batching import SCORE_TOLERANCE
 from vlsteps.serve.settings import Settings
+from vlsteps.standins import MARKER
+from vlsteps.standins.wording import TRAINED_HERE
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
@@ -469,6 +471,27 @@ def test_status_says_stand_ins_loudly(client):
     status = client.get("/api/v1/status").json()
     assert status["standins_in_use"] is True and "STAND-INS" in status["warning"]
     assert status["models"]["clip"]["standin"] is True and status["limits"]["max_batch"] == SETTINGS["max_batch"]
+
+
+def test_status_says_which_stand_ins_learned_the_shapes_world_and_which_are_random(tmp_path):
+    def marked(name, learned):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / MARKER).write_text(json.dumps({"key": "clip", "learned": learned}))
+        return str(tmp_path / name)
+
+    for clip_learned in (True, False):
+        app = create_app(Settings(**SETTINGS, clip_dir=marked(f"clip-{clip_learned}", clip_learned)))
+        app.state.pool.folder("clip")                       # the pool reads the folder's marker
+        keys = [k for k in service_status(app)["models"] if k != "clip"]
+        for key in keys:                                    # the others as the pool records them, without building
+            app.state.pool.sources[key] = {"folder": "", "standin": True, "learned": key == "kosmos-2"}
+        status = service_status(app)
+        learned = ["clip", "kosmos-2"] if clip_learned else ["kosmos-2"]
+        assert [k for k, m in status["models"].items() if m["learned"]] == learned
+        random = ", ".join(sorted({"clip", *keys} - set(learned)))
+        copies = "are tiny copies" if clip_learned else "is a tiny copy"
+        assert status["warning"] == (f"STAND-INS: {', '.join(learned)} {copies} {TRAINED_HERE}; {random} are tiny "
+                                     "random-weight copies, whose outputs are gibberish by design.")
 
 
 # --- batching ----------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The four notebook widgets follow one convention: a cell that ends with the object shows its root widget, a
 failure is one escaped line in the one error colour, and the figures they draw keep captions inside their panels."""
 import builtins
+import json
 import warnings
 
 import matplotlib
@@ -11,11 +12,14 @@ from IPython.utils.capture import capture_output
 from PIL import Image
 
 import vlsteps.captioner.widget as caption_widget
-from vlsteps import index
+from vlsteps import index, registry, widgets
 from vlsteps.ask_widget import AskBox
 from vlsteps.captioner.widget import CaptionWidget
 from vlsteps.chat_widget import ChatSession, ChatWidget
+from vlsteps.generation import STANDIN_TOKENS
 from vlsteps.search_widget import SearchWidget, show_hits
+from vlsteps.standins import MARKER
+from vlsteps.standins.wording import TRAINED_HERE
 from vlsteps.widgets import ERROR, escape
 
 matplotlib.use("Agg")
@@ -144,3 +148,52 @@ def test_the_caption_boxs_picture_keeps_a_long_caption_in_its_panel(text, monkey
     box._render(Image.fromarray(np.zeros((128, 128, 3), np.uint8)), text)
     assert len(figures) == 1 and figures[0].axes[0].get_title()
     assert_captions_inside_their_panels(figures[0])
+
+
+# --- the stand-in banner -----------------------------------------------------------------------------------------
+@pytest.fixture
+def outside_ipython(monkeypatch):
+    """The banner as a script sees it, on stderr (other tests here start an IPython shell, where it is HTML)."""
+    monkeypatch.setattr("IPython.get_ipython", lambda: None)
+
+
+def standin_folder(parent, learned: bool):
+    """A folder marked as a stand-in the way `vlsteps.standins.build` marks one, learned or random."""
+    folder = parent / ("learned" if learned else "random")
+    folder.mkdir()
+    (folder / MARKER).write_text(json.dumps({"key": "vit", "learned": learned}))
+    return folder
+
+
+def test_the_banner_explains_random_stand_ins_once_then_names_each_one_and_its_download(capsys, monkeypatch,
+                                                                                       tmp_path, outside_ipython):
+    monkeypatch.setattr(widgets, "_EXPLAINED", False)
+    random = standin_folder(tmp_path, learned=False)
+    widgets.standin_banner(registry.get("vit"), random)
+    first = capsys.readouterr().err
+    assert "STAND-IN" in first and "random-weight" in first and "noise" in first
+    assert f"{STANDIN_TOKENS} new tokens" in first and TRAINED_HERE not in first
+    assert "tools/download_models.sh vit" in first and "With the real checkpoint" in first
+    widgets.standin_banner(registry.get("vilt"), random)
+    second = capsys.readouterr().err
+    assert "'vilt'" in second and "noise" in second and "tools/download_models.sh vilt" in second
+    assert "With the real checkpoint" not in second and len(second) < len(first)
+
+
+def test_the_banner_of_a_learned_stand_in_is_one_line_that_says_where_it_learned(capsys, monkeypatch, tmp_path,
+                                                                                  outside_ipython):
+    monkeypatch.setattr(widgets, "_EXPLAINED", False)
+    widgets.standin_banner(registry.get("vit"), standin_folder(tmp_path, learned=True))
+    text = capsys.readouterr().err.strip()
+    assert text.count("\n") == 0 and text.startswith("!!! STAND-IN: 'vit'") and TRAINED_HERE in text
+    assert "random" not in text and "noise" not in text and "tools/download_models.sh vit" in text
+    widgets.standin_banner(registry.get("vilt"), standin_folder(tmp_path, learned=False))
+    assert "With the real checkpoint" in capsys.readouterr().err, "a random stand-in after it is still explained"
+
+
+def test_model_dir_shows_the_banner_its_stand_in_deserves(capsys, outside_ipython):
+    from vlsteps import model_dir
+    from vlsteps.standins import is_learned
+    folder = model_dir("vit")
+    text = capsys.readouterr().err
+    assert "STAND-IN: 'vit'" in text and (TRAINED_HERE in text) == is_learned(folder)

@@ -16,6 +16,8 @@ from pathlib import Path
 import nbformat
 
 from vlsteps import checkpoint, paths
+from vlsteps.standins import learned
+from vlsteps.standins.wording import summary
 from . import notebooks
 from .output_scan import QUIET_ENV, problems
 
@@ -105,9 +107,22 @@ def strip_outputs(nb, keep_checks: bool = True):
     return nb
 
 
-def _model_report(nb: notebooks.Notebook) -> str:
-    used = [m for m in nb.models if not m.optional]   # optional models are opt-in inside the notebook
-    return ", ".join(f"{m.key}={'real' if checkpoint.is_real(m.key) else 'STAND-IN'}" for m in used) or "none"
+LAVIS = "LAVIS's BLIP-2"    # the LAVIS notebook's models, outside the registry
+
+
+def models_used(nb: notebooks.Notebook) -> dict[str, bool | None]:
+    """What a notebook runs on, by model: None for the real checkpoint, else whether its stand-in learned the
+    shapes world. Optional models are opt-in inside the notebook and not counted."""
+    if nb.kernel != "python3":   # the LAVIS route: real where LAVIS's caches hold its pieces, else random stand-ins
+        from .lavis import make_standins
+        return {LAVIS: None if make_standins.real_cached() or not paths.standins_allowed() else False}
+    return {m.key: None if checkpoint.is_real(m.key) else learned.record(m.key) is not None
+            for m in nb.models if not m.optional}
+
+
+def _model_report(used: dict[str, bool | None]) -> str:
+    return ", ".join(f"{name}={'real' if was is None else 'STAND-IN (learned)' if was else 'STAND-IN (random)'}"
+                     for name, was in used.items()) or "none"
 
 
 def missing_kernel(nb: notebooks.Notebook) -> bool:
@@ -126,13 +141,14 @@ def _skip_line(nb: notebooks.Notebook) -> str:
 def run(selected: list[notebooks.Notebook], out: Path) -> int:
     from nbconvert import HTMLExporter
     out.mkdir(parents=True, exist_ok=True)
-    failed, ran = [], []
+    failed, standins = [], {}
     for nb in selected:
         if missing_kernel(nb):
             print(_skip_line(nb), flush=True)
             continue
-        ran.append(nb)
-        print(f"{nb.name}: models {_model_report(nb)}", flush=True)
+        used = models_used(nb)
+        standins.update((name, was) for name, was in used.items() if was is not None)
+        print(f"{nb.name}: models {_model_report(used)}", flush=True)
         start = time.perf_counter()
         try:
             executed = execute(paths.REPO_ROOT / nb.path, nb.kernel)
@@ -147,9 +163,9 @@ def run(selected: list[notebooks.Notebook], out: Path) -> int:
         html, _ = HTMLExporter().from_notebook_node(executed)
         (out / f"{nb.name}.html").write_text(html, encoding="utf-8")
         print(f"{nb.name}: ok in {time.perf_counter() - start:.1f} s -> {out / nb.name}.ipynb/.html", flush=True)
-    if any(not checkpoint.is_real(m.key) for nb in ran for m in nb.models if not m.optional):
-        print("NOTE: stand-ins (tiny random weights) were used where a model is not downloaded; their outputs are"
-              " gibberish by design. Download real checkpoints with tools/download_models.sh KEY.")
+    if standins:
+        print(f"NOTE: stand-ins were used where a model is not downloaded: {summary(standins)} Download real "
+              "checkpoints with tools/download_models.sh KEY.")
     if failed:
         print(f"FAILED: {', '.join(failed)}")
     return 1 if failed else 0

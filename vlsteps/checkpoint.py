@@ -50,14 +50,14 @@ def model_dir(key: str, banner: bool = True) -> Path:
         if incomplete:
             raise IncompleteModelError(
                 f"Model '{key}' ({spec.repo_id}) in {incomplete} Finish the download with: "
-                f"{spec.download_command}   (or set VLSTEPS_STANDINS=1 to run on tiny random-weight stand-ins)")
+                f"{spec.download_command}   (or set VLSTEPS_STANDINS=1 to run on tiny stand-ins)")
         raise ModelNotFoundError(
             f"Model '{key}' ({spec.repo_id}, ~{spec.download_gb:g} GB) is not in {folder}. "
             f"Download it with: {spec.download_command}   "
-            f"(or set VLSTEPS_STANDINS=1 to run on tiny random-weight stand-ins)")
+            f"(or set VLSTEPS_STANDINS=1 to run on tiny stand-ins)")
     path = ensure_standin(spec, standins_dir())
     if banner:
-        standin_banner(spec, incomplete)
+        standin_banner(spec, path, incomplete)
     return path
 
 

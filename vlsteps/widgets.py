@@ -76,15 +76,21 @@ class Widget:
 _EXPLAINED = False
 
 
-def standin_banner(spec, incomplete: str | None = None) -> None:
-    """The red line a notebook shows when `model_dir` hands it a stand-in (stderr outside IPython): what a stand-in
-    is (said once a session; a notebook may load six), and the download that gives real results."""
+def standin_banner(spec, folder, incomplete: str | None = None) -> None:
+    """The red line a notebook shows when `model_dir` hands it a stand-in (stderr outside IPython): one short line
+    for a stand-in that learned the shapes world; for a random one, what that means (said once a session; a
+    notebook may load six); and the download that gives real results."""
     global _EXPLAINED
     from .generation import STANDIN_TOKENS
+    from .standins import is_learned
+    from .standins.wording import what
     advice = (f"The real download in {incomplete} Finish it with: {spec.download_command}" if incomplete
               else f"For real results: {spec.download_command}")
-    text = f"STAND-IN: '{spec.key}' is a tiny random-weight copy of {spec.repo_id}"
-    if _EXPLAINED:
+    learned = is_learned(folder)
+    text = f"STAND-IN: '{spec.key}' is {what(spec.repo_id, learned)}"
+    if learned:
+        text += f". {advice}"
+    elif _EXPLAINED:
         text += f": its outputs are noise. {advice}"
     else:
         text += (f". Shapes and by-hand checks hold, but its text, labels, scores and maps are noise (generated text "

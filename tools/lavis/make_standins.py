@@ -51,6 +51,18 @@ def builder_version() -> str:
     return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
 
 
+def real_cached(environ=os.environ) -> bool:
+    """Whether LAVIS's real pieces are in the caches it reads (HF_HOME / HF_HUB_CACHE, TORCH_HOME): then the
+    notebook uses them, and `make run` says so."""
+    hf_hub = Path(environ.get("HF_HUB_CACHE") or
+                  Path(environ.get("HF_HOME", "~/.cache/huggingface")).expanduser() / "hub")
+    torch_checkpoints = Path(environ.get("TORCH_HOME") or
+                             Path(environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "torch") / "hub/checkpoints"
+    return (all((hf_hub / f"models--{repo.replace('/', '--')}").is_dir() for repo in ("google/flan-t5-xl",
+                                                                                       "bert-base-uncased"))
+            and all((torch_checkpoints / name).is_file() for name in ("eva_vit_g.pth", "blip2_caption_flant5xl.pth")))
+
+
 def env_for(root: Path) -> dict[str, str]:
     """The variables that point Hugging Face, torch hub and LAVIS at the stand-ins, offline."""
     root = Path(root)

@@ -2,7 +2,7 @@
 
 Two sources: the scenes of `shapes` (drawn by code, offline), and a folder of photos with a captions file in the
 formats Flickr8k, Flickr30k and COCO ship in. An image and all its captions always land in the same split; the
-document this grew from split captions, so one photo sat in training and validation at once.
+original Keras trainer this grew from split captions, so one photo sat in training and validation at once.
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def tokenize(text: str) -> list[str]:
 
 class Vocabulary:
     """Word <-> id. Ids 0-3 are <pad> <start> <end> <unk>; the rest are the training split's words, most frequent
-    first, at most `max_size` in all (the document's 10,000)."""
+    first, at most `max_size` in all (the original trainer's 10,000)."""
 
     def __init__(self, words: list[str]):
         self.words = [PAD, START, END, UNK] + [w for w in words if w not in (PAD, START, END, UNK)]

@@ -1,6 +1,7 @@
-"""How good a captioner is: the document's masked next-token accuracy while training; on held-out images BLEU-4
-and CIDEr (pycocoevalcap, the COCO caption evaluation code), and on shape scenes exact match and per-attribute
-accuracy. Every score comes with the image-blind baseline beside it: the same score for one fixed caption."""
+"""How good a captioner is: the original Keras trainer's masked next-token accuracy while training; on held-out
+images BLEU-4 and CIDEr (pycocoevalcap, the COCO caption evaluation code), and on shape scenes exact match and
+per-attribute accuracy. Every score comes with the image-blind baseline beside it: the same score for one fixed
+caption."""
 from __future__ import annotations
 
 from collections import Counter

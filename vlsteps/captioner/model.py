@@ -4,9 +4,9 @@ The notebook (notebooks/captioner.ipynb) writes the two blocks and the causal ma
 definitions marked `# Copied from` are the package's copies of its cells, for training and serving without a
 notebook (`python -m tools.check_copies` checks that they still match).
 
-The document's architecture (its Keras layers, in PyTorch). One addition: a learned position embedding on the
-image tokens. Attention without positions treats the feature grid as an unordered set, and a caption that says
-"left of" needs to know where things are.
+The architecture of the original Keras trainer this grew from (its layers, in PyTorch). One addition: a learned
+position embedding on the image tokens. Attention without positions treats the feature grid as an unordered set,
+and a caption that says "left of" needs to know where things are.
 """
 from __future__ import annotations
 
@@ -95,6 +95,8 @@ def image_features(name: str) -> tuple[ImageFeatures, int]:
         from transformers import AutoImageProcessor, CLIPVisionModel, ViTModel
         from transformers.utils import logging as hf_logging
         from ..checkpoint import is_real, model_dir
+        from ..standins import is_learned
+        from ..standins.wording import TRAINED_HERE
         folder = model_dir(name)
         # The checkpoints hold more than the image tower (CLIP's text tower, ViT's classifier): transformers
         # reports every unused key as a warning, which here is expected.
@@ -105,7 +107,8 @@ def image_features(name: str) -> tuple[ImageFeatures, int]:
         finally:
             hf_logging.set_verbosity(level)
         processor = AutoImageProcessor.from_pretrained(folder)
-        kind = "real checkpoint" if is_real(name) else "STAND-IN with random weights"
+        kind = ("real checkpoint" if is_real(name) else f"STAND-IN {TRAINED_HERE}" if is_learned(folder)
+                else "STAND-IN with random weights")
         return ImageFeatures(_HFVision(model), processor.image_mean, processor.image_std, True,
                              f"the collection's {name} image tower ({kind}), frozen"), model.config.image_size
     raise ValueError(f"Unknown encoder {name!r}; choose one of {', '.join(ENCODERS)}")
@@ -113,7 +116,7 @@ def image_features(name: str) -> tuple[ImageFeatures, int]:
 
 # Copied from notebooks/captioner.ipynb: TransformerEncoderBlock
 class TransformerEncoderBlock(nn.Module):
-    """The document's encoder block: LayerNorm -> Dense(embed_dim, relu) -> self-attention -> add & LayerNorm."""
+    """The original trainer's encoder: LayerNorm -> Dense(embed_dim, relu) -> self-attention -> add & LayerNorm."""
 
     def __init__(self, in_dim: int, tokens: int, embed_dim: int, heads: int):
         super().__init__()

@@ -1,9 +1,9 @@
 """Train a captioner into a run folder: `python -m vlsteps.captioner.train [flags]` or `train(Config(...))`.
 
-The document's flags and defaults (--seq_length 36 --batch_size 128 --epochs 20 --embed_dim 512 --ff_dim 256
---enc_heads 2 --dec_heads 4 --artifact_dir ./local_runs/default_run --lr 0.001), plus --data (shapes, or a
-folder of images with a captions file), --encoder, --resume, --seed, --device, --patience (early stopping on
-validation accuracy) and --max_steps (stop early, resumable).
+The flags and defaults of the original Keras trainer this grew from (--seq_length 36 --batch_size 128 --epochs 20
+--embed_dim 512 --ff_dim 256 --enc_heads 2 --dec_heads 4 --artifact_dir ./local_runs/default_run --lr 0.001), plus
+--data (shapes, or a folder of images with a captions file), --encoder, --resume, --seed, --device, --patience
+(early stopping on validation accuracy) and --max_steps (stop early, resumable).
 """
 from __future__ import annotations
 
@@ -301,21 +301,24 @@ def main(argv=None) -> None:
 
 
 def format_results(results: dict) -> str:
-    """The held-out table: each decoding beside the image-blind baseline."""
+    """The held-out table: one column per decoding beside the image-blind baseline, one row per score; every
+    column as wide as its name, so no two headers run together."""
     lines = [f"image-blind baseline caption: {results['baseline caption']!r}"]
     for name in ("test", "compositional"):
         if name not in results:
             continue
         part = results[name]
-        rows = [k for k in part if isinstance(part[k], dict)]
-        keys = list(part[rows[0]])
-        # Narrow enough not to wrap in a notebook's output (about 100 characters).
-        lines.append(f"\n{name} ({part['images']} held-out images)".ljust(28) + "".join(f"{k:>12}" for k in keys))
-        lines += [f"  {row}".ljust(28) + "".join(f"{part[row][k]:>12.3f}" for k in keys) for row in rows]
+        columns = [k for k in part if isinstance(part[k], dict)]
+        scores = list(part[columns[0]])
+        label = max(map(len, scores)) + 2
+        widths = [max(len(c), 6) + 2 for c in columns]
+        lines.append(f"\n{name}: {part['images']} held-out images")
+        lines.append(" " * label + "".join(f"{c:>{w}}" for c, w in zip(columns, widths)))
+        lines += [f"{score:<{label}}" + "".join(f"{part[c][score]:>{w}.3f}" for c, w in zip(columns, widths))
+                  for score in scores]
     lines.append(f"\ntraining: {results['steps']} steps, {results['train seconds']:.0f} s, "
                  f"{results['train samples/s']:.0f} samples/s measured on {results['device']}")
     return "\n".join(lines)
-
 
 if __name__ == "__main__":
     main()

@@ -27,7 +27,7 @@ def main(argv=None) -> None:
     log = logging.getLogger("vlsteps.serve")
     if paths.standins_allowed():
         log.warning("STAND-INS ALLOWED (VLSTEPS_STANDINS=1): models without a real checkpoint in %s run as tiny "
-                    "random-weight copies, whose outputs are gibberish. /api/v1/status says which.",
+                    "copies, trained here on scenes of coloured shapes or random. /api/v1/status says which.",
                     paths.models_dir())
     import uvicorn
 

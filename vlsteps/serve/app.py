@@ -11,6 +11,8 @@ from fastapi import FastAPI, Request
 
 from .. import checkpoint, paths, registry
 from ..device import describe, pick_device
+from ..standins import learned
+from ..standins.wording import summary
 from . import caption_upload, captioners, errors, legacy, photofield, photoprism, threads
 from .pool import ModelPool
 from .settings import Settings
@@ -98,7 +100,8 @@ def create_app(settings: Settings | None = None, pool: ModelPool | None = None) 
     app = FastAPI(title="vlsteps serve", version="1",
                   description="The collection's vision-language models as a service: PhotoPrism's Vision API, its "
                               "legacy describe routes, and Photofield AI's embedding routes, batched across "
-                              "requests. Outputs of stand-in models are gibberish by design: see /api/v1/status.")
+                              "requests. /api/v1/status says which models are stand-ins: tiny copies, trained on "
+                              "scenes of coloured shapes or random, not the real checkpoints.")
     app.state.settings = settings
     app.state.threads = threads.choose(settings.threads)
     app.state.pool = pool or ModelPool(settings, app.state.threads["prepare_threads"])
@@ -136,13 +139,14 @@ def service_status(app: FastAPI) -> dict:
     for key in keys:
         real = bool(settings.clip_dir) if key == "clip" and settings.clip_dir else checkpoint.is_real(key)
         source = pool.sources.get(key)
-        served[key] = {"repo_id": registry.get(key).repo_id, "real_checkpoint": real,
-                       "standin": source["standin"] if source else (not real and paths.standins_allowed()),
+        standin = source["standin"] if source else (not real and paths.standins_allowed())
+        served[key] = {"repo_id": registry.get(key).repo_id, "real_checkpoint": real, "standin": standin,
+                       # before it loads: whether its stand-in will be built with learned weights
+                       "learned": standin and (source["learned"] if source else learned.record(key) is not None),
                        "loaded": source is not None, "runtime": settings.runtime if key == "clip" else "torch"}
-    standins = sorted(k for k, v in served.items() if v["standin"])
+    standins = {k: v["learned"] for k, v in sorted(served.items()) if v["standin"]}
     return {"standins_in_use": bool(standins),
-            "warning": (f"STAND-INS: {', '.join(standins)} are tiny random-weight copies; their outputs are "
-                        "gibberish by design." if standins else None),
+            "warning": f"STAND-INS: {summary(standins)}" if standins else None,
             "device": describe(pick_device()), "models": served, "loaded": pool.status()["loaded"],
             "caption_prompts": {name: spec.prompt_use for name, spec in captioners.MODELS.items()},
             "batching": pool.status()["batching"], "threads": app.state.threads,

@@ -1,6 +1,7 @@
-"""The captioning document's own API, `POST /caption` with one multipart image file, answered by a captioner the
-learner trained in notebooks/captioner.ipynb (or `make train-captioner`). The upload is decoded in memory: its
-given file name is never used as a path (the document's API wrote each upload to `tmp/{filename}`)."""
+"""The API of the Keras captioning trainer that notebooks/captioner.ipynb follows, `POST /caption` with one
+multipart image file, answered by a captioner the learner trained in that notebook (or `make train-captioner`).
+The upload is decoded in memory: its given file name is never used as a path (the original API wrote each upload
+to `tmp/{filename}`)."""
 from __future__ import annotations
 
 import asyncio

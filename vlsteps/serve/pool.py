@@ -13,7 +13,8 @@ import torch
 
 from .. import checkpoint, registry
 from ..generation import token_budget
-from ..standins import is_standin
+from ..standins import is_learned, is_standin
+from ..standins.wording import what
 from . import captioners
 from .batching import MicroBatcher
 from .inputs import image_bytes
@@ -27,7 +28,7 @@ class ModelPool:
     def __init__(self, settings: Settings, prepare_threads: int = 2):
         self.settings = settings
         self._prepare = ThreadPoolExecutor(prepare_threads, thread_name_prefix="serve-prepare")   # decode, resize
-        self.sources: dict[str, dict] = {}       # registry key -> {"folder", "standin"} once loaded
+        self.sources: dict[str, dict] = {}       # registry key -> {"folder", "standin", "learned"} once loaded
         self._loaded: dict[str, object] = {}
         self._lock = threading.RLock()   # a model built from another (labels from CLIP) loads both
         self._threads: dict[str, ThreadPoolExecutor] = {}
@@ -41,12 +42,12 @@ class ModelPool:
                 raise checkpoint.ModelNotFoundError(f"VLSTEPS_SERVE_CLIP_DIR={self.settings.clip_dir!r} is no folder")
         else:
             path = checkpoint.model_dir(key, banner=False)
-        standin = is_standin(path)
-        self.sources[key] = {"folder": str(path), "standin": standin}
+        standin, learned = is_standin(path), is_learned(path)
+        self.sources[key] = {"folder": str(path), "standin": standin, "learned": learned}
         if standin:
             spec = registry.get(key)
-            log.warning("STAND-IN: '%s' is a tiny random-weight copy of %s; its outputs are gibberish by design. "
-                        "For real results: %s", key, spec.repo_id, spec.download_command)
+            log.warning("STAND-IN: '%s' is %s%s. For real results: %s", key, what(spec.repo_id, learned),
+                        "" if learned else "; its outputs are gibberish by design", spec.download_command)
         return path
 
     def _get(self, name: str, build):
