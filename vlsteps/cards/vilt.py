@@ -4,7 +4,7 @@ Its stand-in has the real image size (384), patch size (32) and 40-token text li
 notebook prints has the real checkpoint's layout. It learned the procedural world (`vlsteps.world`): its head has
 the world's 18 answers (`world.ANSWERS`) where the real one has 3,129 VQA v2 answers, its vocabulary is the tiny
 WordPiece's (the real bert-base-uncased has 30,522 rows no world text reaches), and its transformer is 64 wide and
-3 layers deep (what a question about two shapes needs)."""
+3 layers deep (more than the other stand-ins: a question is about two shapes and where they stand)."""
 from __future__ import annotations
 
 from .. import architectures, world
@@ -105,5 +105,5 @@ CARDS = [
          workload=Workload("answer 1 question (384x512 image)", answer), revision="refs/pr/9", required=VISION_TEXT,
          training=WorldTraining("answers to questions about a scene (18 answers: colour, shape, size, count, "
                                 "where, yes/no)", train, measure, goals={"accuracy": 0.85},
-                                floors={"accuracy": 0.85})),
+                                floors={"accuracy": 0.45})),
 ]
