@@ -199,3 +199,29 @@ def parse(caption: str) -> dict | None:
 
 def truth(scene: Scene) -> dict:
     return parse(scene.captions[0])
+
+
+def ask(scenes: list[Scene], rng: np.random.Generator, per_scene: int) -> list[tuple[int, QA]]:
+    """Up to per_scene different random questions of each scene, as (index of the scene, QA): a VQA batch."""
+    out = []
+    for i, scene in enumerate(scenes):
+        qas = questions(scene)
+        out += [(i, qas[j]) for j in rng.choice(len(qas), size=min(per_scene, len(qas)), replace=False)]
+    return out
+
+
+def wrong_caption(scene: Scene, rng: np.random.Generator) -> str:
+    """A caption of the scene with one detail wrong (a size, colour or shape, or the relation turned round): a
+    hard negative for image-text matching."""
+    things, relation = list(scene.things), scene.relation
+    i = int(rng.integers(len(things)))
+    turnable = relation is not None and things[0] != things[1]      # two equal shapes stand either way round
+    field = str(rng.choice(["size", "colour", "shape"] + (["relation"] if turnable else [])))
+    if field == "relation":
+        relation = RELATIONS[relation]
+    else:
+        options = {"size": list(SIZES), "colour": list(COLOURS), "shape": list(SHAPES)}[field]
+        current = getattr(things[i], field)
+        new = str(rng.choice([o for o in options if o != current]))
+        things[i] = Thing(**{**things[i].__dict__, field: new})
+    return Scene(tuple(things), relation, scene.jitter).captions[0]

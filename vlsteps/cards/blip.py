@@ -6,9 +6,9 @@ stand-ins keep that, and the BERT tokenizer with BLIP's two added tokens ([DEC] 
 """
 from __future__ import annotations
 
-from .. import architectures
-from .card import VISION_TEXT, Card, Shape, Workload, generate, random_ids, random_pixels, vit_tokens
-from .common import TINY, harden_lm_head, seeded
+from .. import architectures, world
+from .card import VISION_TEXT, Card, Shape, WorldTraining, Workload, generate, random_ids, random_pixels, vit_tokens
+from .common import TINY, harden_lm_head, pixels, seeded
 
 IMAGE_SIZE, PATCH_SIZE = 384, 16
 
@@ -21,27 +21,27 @@ def blip_tokenizer():
     return tok
 
 
-def blip_config(tok):
+def blip_config(tok, patch_size: int = PATCH_SIZE):
     from transformers import BlipConfig, BlipTextConfig, BlipVisionConfig
     h = TINY["hidden_size"]
     text = BlipTextConfig(vocab_size=len(tok), encoder_hidden_size=h, projection_dim=h, max_position_embeddings=64,
                           bos_token_id=tok.bos_token_id, eos_token_id=tok.sep_token_id,
                           sep_token_id=tok.sep_token_id, pad_token_id=tok.pad_token_id, **TINY)
     # initializer_range: the real default (1e-10) makes every image look the same to a random-weight model.
-    vision = BlipVisionConfig(projection_dim=h, image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, initializer_range=0.02,
+    vision = BlipVisionConfig(projection_dim=h, image_size=IMAGE_SIZE, patch_size=patch_size, initializer_range=0.02,
                               **TINY)
     return BlipConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=h,
                       image_text_hidden_size=16)
 
 
-def standin(head: str):
+def standin(head: str, patch_size: int = PATCH_SIZE):
     """The stand-in builder of the checkpoint whose head is transformers' class `head`."""
     def build(spec, out):
         import torch
         import transformers
         tok = blip_tokenizer()
         seeded()
-        model = getattr(transformers, head)(blip_config(tok))
+        model = getattr(transformers, head)(blip_config(tok, patch_size))
         if hasattr(model, "text_decoder"):   # generative heads: captions/answers never empty, never special tokens
             harden_lm_head(model.text_decoder, tok)
         if hasattr(model, "itm_head"):       # init-sized logits give P(match) = 0.50 everywhere: spread them out
@@ -52,6 +52,151 @@ def standin(head: str):
         transformers.BlipProcessor(image_processor=image_processor, tokenizer=tok).save_pretrained(out)
     return build
 
+
+# blip-vqa's and blip-itm's stand-ins see the 384-pixel images in 32-pixel patches (145 image tokens, not 577):
+# four times cheaper to train on a CPU, and the shapes still span several patches.
+MATCH_PATCH = 32
+
+
+def _loaded(head: str, folder):
+    import transformers as t
+    return t.BlipProcessor.from_pretrained(folder), getattr(t, head).from_pretrained(folder)
+
+
+def _adamw(model, lr: float, steps: int):
+    """AdamW with 50 warm-up steps, then a linear decay to 0."""
+    import torch
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 50) * (1 - s / steps))
+
+
+def train_vqa(card, folder, steps: int = 1200, scenes_per_step: int = 12, per_scene: int = 4,
+              lr: float = 3e-3) -> dict:
+    """Answer world questions: BLIP's answer-decoder loss (teacher-forced from [DEC], as generate starts), fresh
+    iid scenes every step. The model's own forward split in two, so that each image is encoded once for its
+    questions."""
+    import numpy as np
+    import torch
+    processor, model = _loaded("BlipForQuestionAnswering", folder)
+    scenes = world.scenes(steps * scenes_per_step, 0, "train")
+    rng = np.random.default_rng(0)
+    optimizer, schedule = _adamw(model, lr, steps)
+    model.train()
+    for step in range(steps):
+        batch = scenes[step * scenes_per_step:(step + 1) * scenes_per_step]
+        asked = world.ask(batch, rng, per_scene)
+        image = model.vision_model(pixels(processor.image_processor, [world.draw(s, IMAGE_SIZE) for s in batch]))
+        image = image.last_hidden_state[torch.tensor([i for i, _ in asked])]
+        question = processor.tokenizer([qa.question for _, qa in asked], padding=True, return_tensors="pt")
+        encoded = model.text_encoder(input_ids=question.input_ids, attention_mask=question.attention_mask,
+                                     encoder_hidden_states=image).last_hidden_state
+        answer = processor.tokenizer([qa.answer for _, qa in asked], padding=True, return_tensors="pt")
+        ids = answer.input_ids.clone()
+        ids[:, 0] = model.config.text_config.bos_token_id
+        loss = model.text_decoder(input_ids=ids, attention_mask=answer.attention_mask, encoder_hidden_states=encoded,
+                                  encoder_attention_mask=question.attention_mask,
+                                  labels=ids.masked_fill(answer.attention_mask == 0, -100)).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+    model.save_pretrained(folder)
+    return {"steps": steps, "batch": len(asked), "scenes": len(scenes), "final_loss": round(loss.item(), 4)}
+
+
+def answer_questions(processor, model, images, asked) -> list[str]:
+    """The answers to asked, [(index into images, question)], as blip.ipynb's blip_answers writes them (the
+    processor, beam search with 3 beams, at most 10 new tokens), each image processed once."""
+    import torch
+    pixel_values = processor(images=images, return_tensors="pt").pixel_values
+    question = processor.tokenizer([q for _, q in asked], padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        out = model.generate(pixel_values=pixel_values[torch.tensor([i for i, _ in asked])],
+                             input_ids=question.input_ids, attention_mask=question.attention_mask,
+                             max_new_tokens=10, num_beams=3)
+    return [a.strip() for a in processor.batch_decode(out, skip_special_tokens=True)]
+
+
+def measure_vqa(card, folder, n: int = 200, per_scene: int = 3) -> dict:
+    """Exact-answer accuracy on held-out iid scenes, per_scene random questions of each, as the notebook asks."""
+    import numpy as np
+    processor, model = _loaded("BlipForQuestionAnswering", folder)
+    scenes = world.scenes(n, 0, "test")
+    asked = world.ask(scenes, np.random.default_rng(1), per_scene)
+    replies = answer_questions(processor, model.eval(), [world.draw(s, IMAGE_SIZE) for s in scenes],
+                               [(i, qa.question) for i, qa in asked])
+    return {"accuracy": sum(r == qa.answer for r, (_, qa) in zip(replies, asked)) / len(asked)}
+
+
+def train_itm(card, folder, steps: int = 700, batch: int = 16, lr: float = 3e-3) -> dict:
+    """Both of BLIP's matching losses on fresh iid scenes: ITC (symmetric InfoNCE over the batch, temperature
+    0.07) on the projected [CLS] vectors, and ITM (match / no match) on the right caption, a caption with one
+    detail wrong and another scene's caption."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    processor, model = _loaded("BlipForImageTextRetrieval", folder)
+    scenes = world.scenes(steps * batch, 0, "train")
+    rng = np.random.default_rng(0)
+    optimizer, schedule = _adamw(model, lr, steps)
+    model.train()
+    for step in range(steps):
+        chunk = scenes[step * batch:(step + 1) * batch]
+        right = [str(rng.choice(s.captions)) for s in chunk]
+        image = model.vision_model(pixels(processor.image_processor,
+                                          [world.draw(s, IMAGE_SIZE) for s in chunk])).last_hidden_state
+        text = processor.tokenizer(right, padding=True, return_tensors="pt")
+        text_cls = model.text_encoder(input_ids=text.input_ids,
+                                      attention_mask=text.attention_mask).last_hidden_state[:, 0]
+        sim = F.normalize(model.vision_proj(image[:, 0]), dim=-1) @ F.normalize(model.text_proj(text_cls), dim=-1).T
+        target = torch.arange(len(chunk))
+        itc = (F.cross_entropy(sim / 0.07, target) + F.cross_entropy(sim.T / 0.07, target)) / 2
+        pairs = processor.tokenizer(right + [world.wrong_caption(s, rng) for s in chunk] + right[1:] + right[:1],
+                                    padding=True, return_tensors="pt")
+        first = model.text_encoder(input_ids=pairs.input_ids, attention_mask=pairs.attention_mask,
+                                   encoder_hidden_states=image.repeat(3, 1, 1)).last_hidden_state[:, 0]
+        itm = F.cross_entropy(model.itm_head(first), torch.tensor([1] * len(chunk) + [0] * 2 * len(chunk)))
+        loss = itc + itm
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+    model.save_pretrained(folder)
+    return {"steps": steps, "batch": batch, "scenes": len(scenes), "final_loss": round(loss.item(), 4)}
+
+
+def itc_itm(processor, model, images, texts):
+    """(images, texts) ITC cosines and ITM P(match), as blip.ipynb's itc_scores and itm_probs compute them."""
+    import torch
+    import torch.nn.functional as F
+    pixel_values = processor(images=images, return_tensors="pt").pixel_values
+    tok = processor.tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        image = model.vision_model(pixel_values=pixel_values).last_hidden_state
+        text_cls = model.text_encoder(input_ids=tok.input_ids, attention_mask=tok.attention_mask).last_hidden_state
+        itc = F.normalize(model.vision_proj(image[:, 0]), dim=-1) @ F.normalize(model.text_proj(text_cls[:, 0]),
+                                                                                 dim=-1).T
+        itm = torch.stack([model.itm_head(model.text_encoder(
+            input_ids=tok.input_ids, attention_mask=tok.attention_mask,
+            encoder_hidden_states=tokens[None].expand(len(texts), -1, -1)).last_hidden_state[:, 0]).softmax(-1)[:, 1]
+            for tokens in image])
+    return itc, itm
+
+
+def measure_itm(card, folder, n: int = 200) -> dict:
+    """On n held-out iid scenes with n different captions, in groups of 5: how often ITM's P(match) and ITC's
+    cosine put each image's own caption first of the 5 (the notebook's matrices, row by row)."""
+    import torch
+    processor, model = _loaded("BlipForImageTextRetrieval", folder)
+    scenes = list({s.captions[0]: s for s in world.scenes(2 * n, 0, "test")}.values())[:n - n % 5]
+    itm_right = itc_right = 0
+    for g in range(0, len(scenes), 5):
+        group = scenes[g:g + 5]
+        itc, itm = itc_itm(processor, model.eval(), [world.draw(s, IMAGE_SIZE) for s in group],
+                           [s.captions[0] for s in group])
+        itc_right += (itc.argmax(1) == torch.arange(5)).sum().item()
+        itm_right += (itm.argmax(1) == torch.arange(5)).sum().item()
+    return {"ITM right caption of 5": itm_right / len(scenes), "ITC diagonal": itc_right / len(scenes)}
 
 def summary(config) -> dict[str, object]:
     v, t = config.vision_config, config.text_config
@@ -97,10 +242,16 @@ CARDS = [
          summary=summary, workload=Workload("1 caption, 20 new tokens, 3 beams", _generating(20)),
          serve=serve_caption, required=VISION_TEXT),
     Card("blip-vqa", "Salesforce/blip-vqa-base", 1.5, "float16", ("blip",),
-         standin=standin("BlipForQuestionAnswering"), summary=summary,
-         workload=Workload("1 answer, 10 new tokens, 3 beams", _generating(10)), required=VISION_TEXT),
+         standin=standin("BlipForQuestionAnswering", MATCH_PATCH), summary=summary,
+         workload=Workload("1 answer, 10 new tokens, 3 beams", _generating(10)), required=VISION_TEXT,
+         training=WorldTraining("one-word answers to questions about a scene (colour, shape, size, count, where, "
+                                "yes/no), generated", train_vqa, measure_vqa, goals={"accuracy": 0.85},
+                                floors={"accuracy": 0.72})),
     Card("blip-itm", "Salesforce/blip-itm-large-coco", 1.8, "float16", ("blip",),
-         standin=standin("BlipForImageTextRetrieval"), summary=summary,
+         standin=standin("BlipForImageTextRetrieval", MATCH_PATCH), summary=summary,
          workload=Workload("1 image-text match score", match), revision="c0273606af96037e7a3b2fb0ff4ae9620b517be6",
-         required=VISION_TEXT),
+         required=VISION_TEXT,
+         training=WorldTraining("whether a caption matches a scene: ITM head and ITC projections", train_itm,
+                                measure_itm, goals={"ITM right caption of 5": 0.9, "ITC diagonal": 0.9},
+                                floors={"ITM right caption of 5": 0.62, "ITC diagonal": 0.72})),
 ]
