@@ -18,3 +18,20 @@ def test_pipeline_draws_every_stage_inside_the_figure():
     for t in texts:
         extent = t.get_window_extent(renderer)
         assert figure.x0 <= extent.x0 and extent.x1 <= figure.x1, f"{t.get_text()!r} leaves the figure"
+
+
+def test_two_towers_draws_both_towers_the_space_and_the_loss_grid_inside_the_figure():
+    towers = [("image", "image tower", "#dbe4ff"), ("text", "text tower", "#d3f9d8")]
+    fig = diagrams.two_towers(towers, "shared space", pairs=3, title="CLIP")
+    left, right = fig.axes
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    assert [t.get_text() for t in left.texts if t.get_text() in ("image", "image tower", "text", "text tower",
+                                                                  "shared space")] == \
+        ["image", "image tower", "text", "text tower", "shared space"]
+    assert sum(t.get_text() == "match" for t in right.texts) == 3 and len(right.patches) == 9
+    figure = fig.bbox
+    for ax in (left, right):
+        for t in ax.texts:
+            extent = t.get_window_extent(renderer)
+            assert figure.x0 <= extent.x0 and extent.x1 <= figure.x1, f"{t.get_text()!r} leaves the figure"

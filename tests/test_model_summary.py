@@ -64,6 +64,7 @@ def test_table_labels_a_stand_in_and_a_real_checkpoint_for_what_they_are(tmp_pat
     text = str(model_summary.summary(standin, "vit"))
     assert "vit = google/vit-base-patch16-224;" in text and "real (computed)" in text and "loaded: stand-in" in text
     assert max(len(line) for line in text.splitlines()) <= 100, "fits a notebook's output without wrapping"
+    assert "Stand-in: trained on shapes, the real classes" in text, "the vit stand-in learned the world"
     loaded = model_summary.loaded_facts(standin, "vit")["parameters"]
     assert f"{sizes.param_count('vit'):,}" in text and f"{loaded:,}" in text
     tiny_vit().save_pretrained(tmp_path / "checkpoint")
@@ -80,7 +81,7 @@ def test_a_pipeline_is_summed_over_its_components(tmp_path):
     parts = [pipe.unet, pipe.vae, pipe.text_encoder, pipe.text_encoder_2]
     assert s.loaded["parameters"] == sum(p.numel() for m in parts for p in m.parameters())
     assert s.real["parameters"] == sum(s.real[f"  of which {c}"] for c in sizes.module_components("sdxl-turbo"))
-    assert s.standin
+    assert s.standin and not s.learned and "Stand-in: tiny and random" in str(s)
 
 
 def test_an_unknown_key_names_the_known_ones():

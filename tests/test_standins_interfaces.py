@@ -30,12 +30,11 @@ def test_clip_embeds_images_and_texts_in_the_real_768_d_space(built):
     assert embedder.dim == 768 and embedder.collection_tag.startswith("clip-768d-")
 
 
-def test_clip_text_tower_has_the_real_vocabulary_size_and_every_token_fits_in_it(built):
+def test_clip_text_tower_holds_one_row_per_token_of_its_tokenizer(built):
+    """Not the real 49,408 rows: the stand-in's vocabulary is its tokenizer's (vlsteps/cards/clip.py says why)."""
     model, tok = tf.CLIPModel.from_pretrained(built["clip"]), tf.CLIPTokenizer.from_pretrained(built["clip"])
-    vocab = architectures.config("clip")["text_config"]["vocab_size"]
-    assert model.config.text_config.vocab_size == vocab == 49408
-    assert model.text_model.embeddings.token_embedding.weight.shape == (vocab, model.config.text_config.hidden_size)
-    assert len(tok) <= vocab
+    assert model.config.text_config.vocab_size == len(tok) < architectures.config("clip")["text_config"]["vocab_size"]
+    assert model.text_model.embeddings.token_embedding.weight.shape == (len(tok), model.config.text_config.hidden_size)
 
 
 def test_vilt_answers_with_the_words_of_the_world_it_learned(built):

@@ -37,6 +37,32 @@ def arrow(ax, start, end, text: str = "", at=None, color: str = EDGE, ha: str = 
         ax.text(x, y, text, fontsize=fontsize, color=color, ha=ha, va="center")
 
 
+def two_towers(towers, space: str, pairs: int = 5, title: str = "two towers, one space"):
+    """A dual encoder (CLIP-style) beside its contrastive loss: `towers` is `[(input text, tower text, color), ...]`
+    (the first drawn on top), each projected into the box `space`; the right panel is the `pairs` x `pairs` matrix
+    of image-text scores whose diagonal is the target. Returns the figure."""
+    fig, (ax, bx) = canvas(10, 6, figsize=(12, 4.2), ncols=2, width_ratios=[1.4, 1])
+    for (data, tower, color), y in zip(towers, (3.6, 0.6)):
+        box(ax, 0.1, y + 0.15, 1.9, 1.2, data, "#e9ecef")
+        box(ax, 2.6, y, 2.9, 1.5, tower, color)
+        arrow(ax, (2.0, y + 0.75), (2.6, y + 0.75))
+        label_y = y + 0.75 + (0.6 if y > 3 else -0.6)          # above the upper arrow, below the lower one
+        arrow(ax, (5.5, y + 0.75), (7.0, 3.0), "projection\n+ L2 norm", at=(5.75, label_y))
+    box(ax, 7.0, 2.0, 2.9, 2.0, space, "#fff3bf")
+    ax.set_title(title)
+    bx.set_xlim(-0.8, pairs + 0.1)
+    bx.set_ylim(-0.1, pairs + 0.7)
+    for i in range(pairs):
+        bx.text(-0.4, pairs - i - 0.5, f"I{i + 1}", ha="center", va="center", fontsize=9)
+        bx.text(i + 0.5, pairs + 0.35, f"T{i + 1}", ha="center", va="center", fontsize=9)
+        for j in range(pairs):
+            box(bx, j + 0.05, pairs - i - 0.95, 0.9, 0.9, "match" if i == j else "I·T",
+                "#8ce99a" if i == j else "#f1f3f5", fontsize=7)
+    bx.set_title("contrastive loss: each row and column\nis a softmax; the diagonal is the target")
+    fig.tight_layout()
+    return fig
+
+
 def pipeline(stages, title: str | None = None, box_width: float = 1.5, gap: float = 0.4, height: float = 1.6,
              fontsize: float = 9):
     """Stages `[(text, color), ...]` left to right, an arrow between each pair; returns the figure."""

@@ -23,6 +23,11 @@ import torchvision.transforms.v2.functional as TF
 
 from .images import load_image
 
+# Prompt templates for zero-shot labels, averaged by `ClipEmbedder.prompt_ensemble` (the CLIP paper's ensembling
+# over templates like these): the CLIP notebook's, and what the learned stand-in is measured with.
+TEMPLATES = ("a photo of a {}.", "a close-up photo of a {}.", "a bright photo of a {}.", "a photo of the large {}.",
+             "a low resolution photo of a {}.", "an image showing a {}.")
+
 # Config keys that change with how a model was saved or loaded, not with what it computes.
 _VOLATILE_KEYS = {"_name_or_path", "transformers_version", "dtype", "torch_dtype", "_attn_implementation",
                   "_attn_implementation_autoset", "_commit_hash", "architectures", "output_attentions",

@@ -279,7 +279,7 @@ def search_by_image(collection, embedder, image, k: int = 8, where: dict | None 
 def precision_at_k(collection, embedder, queries: dict[str, str], k: int = 5,
                    key: str = "category") -> dict[str, float]:
     """For each category, the fraction of the top-k hits for its text query whose metadata[key] is that
-    category. Meaningful with real weights; with random stand-in weights it is chance level."""
+    category. Meaningful with real weights, and offline with the learned stand-in on world scenes."""
     return {cat: float(np.mean([h.metadata.get(key) == cat for h in search_by_text(collection, embedder, q, k)]
                                or [0.0]))
             for cat, q in queries.items()}

@@ -16,7 +16,7 @@ from pathlib import Path
 from . import registry, sizes
 from .cards.card import Card
 from .device import model_size_gb, param_count
-from .standins import is_standin
+from .standins import is_learned, is_standin
 
 # What BLIP-2 (and InstructBLIP, built the same way) trains; the image encoder and the LLM stay frozen.
 BLIP2_TRAINED = ("qformer", "query_tokens", "language_projection")
@@ -101,6 +101,7 @@ class Summary:
     real: dict[str, object]
     loaded: dict[str, object]
     standin: bool
+    learned: bool = False     # a stand-in that learned the procedural world (vlsteps.standins.learned)
 
     def __str__(self) -> str:
         spec = registry.get(self.key)
@@ -114,7 +115,8 @@ class Summary:
         lines = [f"{spec.key} = {spec.repo_id}; the real column is computed from its architecture"]
         lines += [f"{a:<{w[0]}}  {b:>{w[1]}}  {c:>{w[2]}}".rstrip() for a, b, c in rows]
         if self.standin:
-            lines.append("Stand-in: tiny and random, the real classes; where a row differs, the stand-in's is smaller.")
+            what = "trained on shapes" if self.learned else "tiny and random"   # the world, vlsteps.world
+            lines.append(f"Stand-in: {what}, the real classes; where a row differs, the stand-in's is smaller.")
         return "\n".join(lines)
 
     __repr__ = __str__
@@ -124,4 +126,5 @@ def summary(model, key: str) -> Summary:
     """Real (computed) beside loaded (read off `model`); the loaded column says whether it is a stand-in."""
     registry.get(key)
     folder = getattr(model, "name_or_path", "") or ""
-    return Summary(key, real_facts(key), loaded_facts(model, key), bool(folder) and is_standin(Path(folder)))
+    standin = bool(folder) and is_standin(Path(folder))
+    return Summary(key, real_facts(key), loaded_facts(model, key), standin, standin and is_learned(Path(folder)))

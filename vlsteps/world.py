@@ -225,3 +225,15 @@ def wrong_caption(scene: Scene, rng: np.random.Generator) -> str:
         new = str(rng.choice([o for o in options if o != current]))
         things[i] = Thing(**{**things[i].__dict__, field: new})
     return Scene(tuple(things), relation, scene.jitter).captions[0]
+
+
+def scene_for(caption: str, seed: int) -> Scene:
+    """A scene that `caption` describes, placed by `seed` (the same seed, the same drawing): a text-to-image
+    generator drawn by code, for a retrieval set whose every image shows its prompt. ValueError when the caption
+    is not a sentence of the grammar."""
+    fields = parse(caption)
+    if fields is None:
+        raise ValueError(f"{caption!r} is not a caption of the world's grammar: write one like 'a small red circle' "
+                         "or 'a small red circle left of a large blue square'")
+    jitter = tuple(float(x) for x in np.random.default_rng(seed).uniform(-1, 1, 4))
+    return Scene(tuple(Thing(*t) for t in fields["things"]), fields["relation"], jitter)

@@ -5,7 +5,9 @@ Its stand-in is a tiny StableDiffusionXLPipeline with the real classes and layou
 (`*.fp16.safetensors`), so the notebook loads it exactly like the real one:
 `AutoPipelineForText2Image.from_pretrained(path, variant="fp16", dtype=...)`. The VAE keeps the real
 downscale factor 8 (4 blocks) and 4 latent channels; the scheduler is the real one (Euler ancestral,
-trailing timesteps), so 1-4 step generation runs the same code path.
+trailing timesteps), so 1-4 step generation runs the same code path. Its weights stay random, so it draws noise:
+offline, clip.ipynb draws its retrieval set by code instead (`world.scene_for`: the world scene of each prompt) and
+says so on screen.
 """
 from __future__ import annotations
 
