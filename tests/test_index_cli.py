@@ -15,6 +15,7 @@ import pytest
 
 from vlsteps import index, world
 from vlsteps.index import __main__ as cli
+from vlsteps.serve.loadtest import free_port
 
 HIT = re.compile(r"^(\d\.\d{4})  (.+)$")
 
@@ -138,3 +139,11 @@ def test_bad_arguments_get_one_clear_message(tmp_path, capsys):
     assert code == 2 and "give either a TEXT to look for or --image FILE" in err
     code, _, err = run(capsys, "search", "a cat", "--chroma", tmp_path / "empty")
     assert code == 1 and "is empty: fill it with python -m vlsteps.index build PATH" in err
+    code, _, err = run(capsys, "build", tmp_path, "--chroma", f"http://127.0.0.1:{free_port()}")
+    assert code == 2 and err.startswith("error: No Chroma server answers at http://127.0.0.1:") and "\n" == err[-1]
+
+
+def test_a_search_image_that_cannot_be_read_gets_one_message(library, tmp_path, capsys):
+    run(capsys, "build", library, "--chroma", tmp_path / "db")
+    code, _, err = run(capsys, "search", "--image", tmp_path / "missing.png", "--chroma", tmp_path / "db")
+    assert code == 2 and f"error: No such image file: {tmp_path / 'missing.png'}" in err and "Traceback" not in err

@@ -52,6 +52,19 @@ def _embedder(key: str, batch_size: int):
                                         batch_size=batch_size)
 
 
+def _open(args):
+    """The index's client and the model, or one message and exit status 2 (no server, no model, bad URL)."""
+    try:
+        return _client(args.chroma), _embedder(args.model, args.batch_size)
+    except (ConnectionError, FileNotFoundError, ValueError) as e:
+        _fail(e)
+
+
+def _fail(error: Exception):
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(2)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -63,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         missing = [p for p in args.paths if not Path(p).expanduser().exists()]
         if missing:                          # stops here, before any model loads
             parser.error(f"{missing[0]} does not exist: pass folders or image files to index")
-        client, embedder = _client(args.chroma), _embedder(args.model, args.batch_size)
+        client, embedder = _open(args)
         summary = build(client, embedder, args.paths, workers=args.workers,
                         progress=lambda n: tqdm(total=n, unit="img", desc="embedding", file=sys.stderr))
         print("\n".join(summary.lines()))
@@ -72,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give either a TEXT to look for or --image FILE, not both or neither")
     if args.k < 1:
         parser.error(f"-k must be at least 1, got {args.k}")
-    client, embedder = _client(args.chroma), _embedder(args.model, args.batch_size)
+    client, embedder = _open(args)
     collection = store.image_collection(client, embedder)
     if collection.count() == 0:
         print(f"The index {collection.name} is empty: fill it with python -m vlsteps.index build PATH...",
@@ -82,8 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         hits = (store.search_by_image(collection, embedder, args.image, args.k) if args.image
                 else store.search_by_text(collection, embedder, args.text, args.k))
     except (ImageLoadError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        _fail(e)
     for hit in hits:
         print(f"{hit.similarity:.4f}  {hit.metadata.get('path', hit.id)}")
     return 0

@@ -169,6 +169,7 @@ def build(client, embedder, paths: Sequence[str | os.PathLike], batch_size: int 
     if gone:
         records.delete(ids=gone)
     summary.removed = _remove_orphans(collection, records)
+    summary.failed.sort()           # the decoding threads append in the order they finish
     return summary
 
 
