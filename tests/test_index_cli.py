@@ -96,6 +96,11 @@ def test_a_corrupt_file_is_listed_and_the_rest_indexed(library, tmp_path, capsys
     assert f"could not read {library / 'broken.jpg'}: " in out and f"could not read {library / 'scene5.png'}: " in out
     assert len(stored(db, embedder)) == 5
 
+    (library / "scene4.png").write_bytes(b"overwritten")     # indexed, then broken: its vector goes
+    code, out, _ = run(capsys, "build", library, "--chroma", db)
+    assert code == 0 and "1 vector(s) removed, 3 could not be read" in out
+    assert str(library / "scene4.png") not in stored(db, embedder).values() and len(stored(db, embedder)) == 4
+
 
 KILLED_AT_SECOND_RECORD = """
 import os, signal, sys

@@ -120,7 +120,11 @@ def build(client, embedder, paths: Sequence[str | os.PathLike], batch_size: int 
 
     todo = []
     for f in files:
-        st = f.stat()
+        try:
+            st = f.stat()
+        except OSError as e:           # gone or unreadable since the walk
+            summary.failed.append((str(f), e.strerror or str(e)))
+            continue
         have = recorded.get(str(f))
         if have and have.get("size") == st.st_size and have.get("mtime_ns") == str(st.st_mtime_ns):
             summary.unchanged += 1
@@ -164,7 +168,8 @@ def build(client, embedder, paths: Sequence[str | os.PathLike], batch_size: int 
     if bar is not None:
         bar.close()
 
-    present = {str(f) for f in files}
+    # A file that is gone, or no longer reads, no longer holds the content recorded for it.
+    present = {str(f) for f in files} - {path for path, _ in summary.failed}
     gone = [p for p in recorded if _under(p, roots) and p not in present]
     if gone:
         records.delete(ids=gone)
