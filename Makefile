@@ -11,7 +11,7 @@ TEST_ENV := VLSTEPS_STANDINS=1 VLSTEPS_MODELS_DIR=$(CURDIR)/build/test-models \
             ANONYMIZED_TELEMETRY=False PYTHONHASHSEED=0
 
 .PHONY: run test venv standins lab readme clean notebooks sync bench lavis-env lavis-smoke browser-deps \
-        check-python train-captioner serve sizes
+        check-python train-captioner serve sizes index
 
 venv: $(STAMP)
 
@@ -59,6 +59,10 @@ lab: $(STAMP)
 # Indexing throughput: the notebook's batched CLIP code against the one-image-per-call original style.
 bench: $(STAMP)
 	$(PY) -m tools.bench index
+
+# Embed a photo library into the Chroma index (only what changed since the last run): make index ARGS="~/Pictures"
+index: $(STAMP)
+	$(PY) -m vlsteps.index build $(ARGS)
 
 # The models as an HTTP vision service on 127.0.0.1:5000 (stand-ins where no checkpoint): ARGS="--port 8080"
 serve: $(STAMP)

@@ -27,9 +27,9 @@ from urllib.parse import urlparse
 import numpy as np
 from PIL import Image
 
-from .chroma_lock import LOCK_TIMEOUT_S, locked_client
-from .images import load_image
-from .net import fetch, timeout_s
+from ..chroma_lock import LOCK_TIMEOUT_S, locked_client
+from ..images import load_image
+from ..net import fetch, timeout_s
 
 SPACES = ("cosine", "ip", "l2")
 ENV_URL = "VLSTEPS_CHROMA_URL"
@@ -90,7 +90,7 @@ def chroma_client(path=None, url: str | None = None, lock_timeout: float = LOCK_
                                   "embedded on-disk index.") from None
         return client
     if path is None:
-        from .paths import outputs_dir
+        from ..paths import outputs_dir
         path = outputs_dir() / "chroma"
     return locked_client(path, _settings(), lock_timeout)
 
