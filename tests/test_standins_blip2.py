@@ -167,3 +167,4 @@ def test_blip2_answers_only_in_its_vqa_format(built):
             out = model.generate(**inputs, max_new_tokens=10)[:, inputs.input_ids.shape[1]:]
         answer = processor.batch_decode(out, skip_special_tokens=True)[0].strip()
         assert (answer == "two") if expect_answer else (answer == ""), (question, answer)
+

@@ -11,6 +11,8 @@ its questions in "Question: ... Answer:", captions a scene given no prompt, and,
 after a bare question; InstructBLIP answers in its short-answer template and captions for `world.DESCRIBE`, with
 the instruction read by the Q-Former too. Every part is trained (the real ViT and LLM are frozen, pre-trained
 elsewhere; ours start random). instructblip-vicuna keeps random weights, its output layer made safe to decode.
+Both trainings are short (1,200 and 300 steps: what the shared CPU allowed) and miss the issue's 80 % goals; their
+records (vlsteps/standins/learned/*.json) hold the measured shares.
 """
 from __future__ import annotations
 
@@ -349,7 +351,7 @@ CARDS = [
          training=WorldTraining("answers to short-answer questions, a caption for world.DESCRIBE; the Q-Former "
                                 "reads the instruction", partial(train, steps=300), measure,
                                 goals={"follows the instruction": 0.8, "visual tokens moved (1 - cosine)": 0.01},
-                                floors={"follows the instruction": 0.0, "visual tokens moved (1 - cosine)": 0.0})),
+                                floors={"follows the instruction": 0.2})),
     Card("instructblip-vicuna", "Salesforce/instructblip-vicuna-7b", 31.8, "4-bit", ("instructblip",),
          standin=standin("instructblip", "llama", learns=False), summary=summary,
          workload=Workload("1 answer, 30 new tokens, greedy", answer), optional=True, required=INSTRUCTBLIP),
