@@ -199,3 +199,11 @@ def parse(caption: str) -> dict | None:
 
 def truth(scene: Scene) -> dict:
     return parse(scene.captions[0])
+
+
+def chat_turns(scene: Scene, turns: int = 2) -> list[QA]:
+    """`turns` different questions about one scene, in a fixed order: the user turns of a multi-turn chat
+    (a follow-up asks about the same image). Fewer when the scene answers fewer questions."""
+    qas = list(dict.fromkeys(questions(scene)))     # two same shapes ask "is there a ...?" twice
+    pick = np.random.default_rng(int(abs(scene.jitter[1]) * 1e6) if scene.jitter else 0).permutation(len(qas))
+    return [qas[j] for j in pick[:turns]]
