@@ -1,4 +1,6 @@
-from vlsteps.boxes import Box
+import pytest
+
+from vlsteps.boxes import Box, iou
 
 
 def test_inverted_corners_are_swapped():
@@ -13,3 +15,10 @@ def test_clamp_cuts_a_box_to_its_image_and_drops_one_outside_it():
 
 def test_scaled_maps_fractions_to_pixels():
     assert Box(0.25, 0.5, 0.75, 1.0, "a").scaled(200, 100) == Box(50, 50, 150, 100, "a")
+
+
+def test_iou_of_boxes_and_tuples():
+    assert iou((0, 0, 10, 10), Box(0, 0, 10, 10)) == 1
+    assert iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
+    assert iou((0, 0, 10, 10), (20, 20, 30, 30)) == 0, "apart"
+    assert iou((0, 0, 0, 0), (0, 0, 0, 0)) == 0, "no area: no overlap, no division by zero"

@@ -118,3 +118,13 @@ def test_a_folder_without_captions_or_images_says_what_is_missing(tmp_path):
     (tmp_path / "captions.txt").write_text("file,text\nx.jpg,a cat\n")
     with pytest.raises(ValueError, match="image and a caption column"):
         data.read_captions(tmp_path / "captions.txt")
+
+
+def test_chat_turns_are_different_questions_of_the_scene_in_a_fixed_order():
+    for scene in world.scenes(30, 0, "train"):
+        turns = world.chat_turns(scene)
+        assert len(turns) == 2 and turns[0] != turns[1]
+        assert set(turns) <= set(world.questions(scene))
+        assert world.chat_turns(scene) == turns
+    scenes = world.scenes(30, 0, "train")
+    assert len({world.chat_turns(s)[0].kind for s in scenes}) > 3, "first turns cover many kinds of question"

@@ -7,7 +7,9 @@ from PIL import Image
 from safetensors import safe_open
 from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
 
-from vlsteps import registry
+from vlsteps import registry, world
+from vlsteps.cards import qwen_vl
+from vlsteps.qwen_boxes import input_size, parse_boxes, rescale
 from vlsteps.standins import build
 
 SPEC = registry.get("qwen-vl")
@@ -104,15 +106,32 @@ def test_visual_tokens_follow_the_patch_grid(loaded, size):
     assert inputs["pixel_values"].shape == (h * w, 3 * 2 * 14 * 14)
 
 
-def test_generate_decodes_text_without_special_tokens(loaded):
+def test_the_learned_stand_in_answers_a_chat_turn_and_stops(loaded):
+    """Through the chat template on a held-out world scene: the right word, then <|im_end|> (EOS), nothing else."""
     processor, model = loaded
-    inputs = chat_inputs(processor, Image.new("RGB", (120, 90), "red"), "What color is it?",
-                         shortest_edge=56 * 56, longest_edge=16 * 28 * 28)
+    scene = world.scenes(4, 0, "test", held_out=False)[3]     # the notebook's fourth chat
+    qa = world.chat_turns(scene)[0]
+    inputs = chat_inputs(processor, world.draw(scene, qwen_vl.SCENE), qa.question.capitalize(),
+                         **qwen_vl.CHAT_SIZE)
     with torch.inference_mode():
         out = model.generate(**inputs, max_new_tokens=6, do_sample=False)
     new = out[0, inputs["input_ids"].shape[1]:]
-    assert len(new) == 6                                # random weights never stop early (no EOS)
-    text = processor.decode(new, skip_special_tokens=True)
-    raw = processor.decode(new, skip_special_tokens=False)
-    assert text.strip() and text == raw                 # no special token was generated
-    assert "\ufffd" not in text
+    assert processor.decode(new, skip_special_tokens=True) == qa.answer
+    assert processor.decode(new[-1:]) == "<|im_end|>" and len(new) < 6
+
+
+def test_its_grounding_answer_parses_to_the_shape_it_was_asked_for(loaded):
+    """The model's own text through qwen_boxes, as the notebook draws it: one box in the input, a world label
+    (how often it lands on the shape, tests/test_learned.py holds to the measured floor)."""
+    processor, model = loaded
+    scene = world.scenes(1, 0, "test", held_out=False)[0]
+    image, k = world.draw(scene, qwen_vl.SCENE), qwen_vl.groundable(scene)[0]
+    label = scene.things[k].label
+    inputs = chat_inputs(processor, image, qwen_vl.GROUND.format(label), **qwen_vl.CHAT_SIZE)
+    with torch.inference_mode():
+        out = model.generate(**inputs, max_new_tokens=48, do_sample=False)
+    text = processor.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert text.startswith("```json\n[")
+    boxes = rescale(parse_boxes(text), input_size(inputs["image_grid_thw"]), image.size)
+    assert len(boxes) == 1 and boxes[0].label in world.LABELS
+    assert 0 <= boxes[0].x1 < boxes[0].x2 <= image.width and 0 <= boxes[0].y1 < boxes[0].y2 <= image.height

@@ -35,3 +35,13 @@ class Box:
         if x2 <= x1 or y2 <= y1:
             return None
         return Box(x1, y1, x2, y2, self.label)
+
+
+def iou(a, b) -> float:
+    """Intersection over union of two (x1, y1, x2, y2) boxes (or Boxes): the grounding scores' measure."""
+    a, b = (v.xyxy if isinstance(v, Box) else tuple(v) for v in (a, b))
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    inter = max(0.0, w) * max(0.0, h)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0

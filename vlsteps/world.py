@@ -237,3 +237,11 @@ def scene_for(caption: str, seed: int) -> Scene:
                          "or 'a small red circle left of a large blue square'")
     jitter = tuple(float(x) for x in np.random.default_rng(seed).uniform(-1, 1, 4))
     return Scene(tuple(Thing(*t) for t in fields["things"]), fields["relation"], jitter)
+
+
+def chat_turns(scene: Scene, turns: int = 2) -> list[QA]:
+    """`turns` different questions about one scene, in a fixed order: the user turns of a multi-turn chat
+    (a follow-up asks about the same image). Fewer when the scene answers fewer questions."""
+    qas = list(dict.fromkeys(questions(scene)))     # two same shapes ask "is there a ...?" twice
+    pick = np.random.default_rng(int(abs(scene.jitter[1]) * 1e6) if scene.jitter else 0).permutation(len(qas))
+    return [qas[j] for j in pick[:turns]]
