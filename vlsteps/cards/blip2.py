@@ -309,9 +309,8 @@ def _bare(model, processor, images, qas) -> dict:
 def measure(card, folder, n: int = 200) -> dict:
     """On n held-out scenes, through the notebooks' calls. BLIP-2: one question each in "Question: ... Answer:",
     the same question bare, and a caption with no prompt. InstructBLIP: one question each in its short-answer
-    template and world.DESCRIBE, and how much the instruction moves the 32 visual tokens (1 - cosine between
-    the tokens for DESCRIBE and for the question, averaged)."""
-    import torch
+    template and world.DESCRIBE. (How far an instruction moves the 32 visual tokens is shown by
+    instructblip.ipynb on its scenes, not scored here.)"""
     model_cls, processor_cls = _classes(card)
     model, processor = model_cls.from_pretrained(folder).eval(), processor_cls.from_pretrained(folder)
     scenes, qas = _held_out(n)
@@ -326,16 +325,7 @@ def measure(card, folder, n: int = 200) -> dict:
     questions = [instruction_prompt(qa.question) for qa in qas]
     asked = _share(_answers(model, processor, images, questions), answers)
     described = _share(_answers(model, processor, images, [world.DESCRIBE] * n), captions)
-    processor.tokenizer.padding_side = "right"
-    features = []
-    for texts in ([world.DESCRIBE] * n, questions):
-        inputs = processor(images=images, text=texts, padding=True, return_tensors="pt")
-        with torch.inference_mode():
-            features.append(model.get_image_features(inputs.pixel_values, inputs.qformer_input_ids,
-                                                     inputs.qformer_attention_mask).pooler_output)
-    cosine = torch.nn.functional.cosine_similarity(*features, dim=-1).mean().item()
-    return {"follows the instruction": (asked + described) / 2, "answers": asked, "captions (exact)": described,
-            "visual tokens moved (1 - cosine)": 1 - cosine}
+    return {"follows the instruction": (asked + described) / 2, "answers": asked, "captions (exact)": described}
 
 
 CARDS = [
@@ -350,7 +340,7 @@ CARDS = [
          workload=Workload("1 answer, 30 new tokens, greedy", answer), required=INSTRUCTBLIP,
          training=WorldTraining("answers to short-answer questions, a caption for world.DESCRIBE; the Q-Former "
                                 "reads the instruction", partial(train, steps=300), measure,
-                                goals={"follows the instruction": 0.8, "visual tokens moved (1 - cosine)": 0.01},
+                                goals={"follows the instruction": 0.8},
                                 floors={"follows the instruction": 0.2})),
     Card("instructblip-vicuna", "Salesforce/instructblip-vicuna-7b", 31.8, "4-bit", ("instructblip",),
          standin=standin("instructblip", "llama", learns=False), summary=summary,
