@@ -1,12 +1,26 @@
-from vlsteps import model_dir, registry, token_budget, widgets
+import json
+
+import pytest
+
+from vlsteps import registry, standins, token_budget, widgets
 from vlsteps.generation import STANDIN_TOKENS
 
 
-def test_a_standin_writes_a_few_tokens_and_a_real_folder_its_full_budget(tmp_path):
-    standin = model_dir("vit", banner=False)          # the tests run on stand-ins
+def test_a_random_standin_writes_a_few_tokens_and_a_real_folder_its_full_budget(tmp_path):
+    standin = tmp_path / "random"
+    standin.mkdir()
+    (standin / standins.MARKER).write_text(json.dumps({"key": "vilt", "learned": False}))
     assert token_budget(standin, 30) == STANDIN_TOKENS < 30
     assert token_budget(standin, 4) == 4
     assert token_budget(tmp_path, 30) == 30, "a folder without the stand-in marker is a real checkpoint"
+
+
+@pytest.mark.parametrize("key", ["blip-caption", "vit-gpt2"])
+def test_a_learned_standin_writes_whole_answers_and_captions(key, tmp_path):
+    """A two-shape caption is 10 tokens: cut to STANDIN_TOKENS, every learned caption would end mid-sentence."""
+    folder = standins.build(registry.get(key), tmp_path)
+    assert standins.is_learned(folder)
+    assert token_budget(folder, 30) == 30
 
 
 def test_the_banner_explains_stand_ins_once_then_names_each_one_and_its_download(capsys, monkeypatch):
