@@ -35,3 +35,18 @@ def test_two_towers_draws_both_towers_the_space_and_the_loss_grid_inside_the_fig
         for t in ax.texts:
             extent = t.get_window_extent(renderer)
             assert figure.x0 <= extent.x0 and extent.x1 <= figure.x1, f"{t.get_text()!r} leaves the figure"
+
+
+def test_blip_draws_med_and_capfilt_inside_the_figure():
+    fig = diagrams.blip()
+    med, capfilt = fig.axes
+    assert med.get_title() == "MED: one model, three ways to read text"
+    assert capfilt.get_title() == "CapFilt: the model cleans its own training data"
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    labels = [t.get_text() for t in med.texts]
+    assert {"[CLS] + text", "[ENC] + text", "[DEC] + text"} <= set(labels), "the three ways to read text"
+    assert len(med.patches) == 1 + 8 + 3 and len(capfilt.patches) == 6, "every box: encoder, 8 layers, 3 heads"
+    for t in med.texts + capfilt.texts:
+        extent = t.get_window_extent(renderer)
+        assert fig.bbox.x0 <= extent.x0 and extent.x1 <= fig.bbox.x1, f"{t.get_text()!r} leaves the figure"

@@ -15,7 +15,7 @@ def test_a_random_standin_writes_a_few_tokens_and_a_real_folder_its_full_budget(
     assert token_budget(tmp_path, 30) == 30, "a folder without the stand-in marker is a real checkpoint"
 
 
-@pytest.mark.parametrize("key", ["blip2", "instructblip"])
+@pytest.mark.parametrize("key", ["blip2", "instructblip", "blip-caption", "vit-gpt2"])
 def test_a_learned_standin_writes_whole_answers_and_captions(key, tmp_path):
     """A two-shape caption is 10 tokens: cut to STANDIN_TOKENS, every learned caption would end mid-sentence."""
     folder = standins.build(registry.get(key), tmp_path)

@@ -77,3 +77,50 @@ def pipeline(stages, title: str | None = None, box_width: float = 1.5, gap: floa
     if title:
         ax.set_title(title, fontsize=fontsize + 1)
     return fig
+
+
+def blip():
+    """BLIP (Li et al., 2022) in two panels: MED, one model that reads text in three ways over the image tokens of
+    the real checkpoints (384 px, 16 px patches), and CapFilt, the loop that cleans its web training data."""
+    fig, (ax1, ax2) = canvas(10, 7, figsize=(15, 5.4), ncols=2, width_ratios=[1.35, 1])
+    self_, cross, causal, ffn, loss, data = "#cfe2ff", "#ffd8a8", "#ffc9c9", "#d3f9d8", "#fff3bf", "#e9ecef"
+    red, blue = "#c92a2a", "#1971c2"
+    box(ax1, 0.2, 1.2, 2.0, 3.6, "Image encoder\n(ViT)\n\nimage tokens:\n[CLS] + 576 patches", data)
+    ax1.text(1.2, 0.5, "image", ha="center", fontsize=9)
+    columns = [("Text encoder", "[CLS] + text", [("bi self-attn", self_), ("feed forward", ffn)], "ITC\n(contrastive)"),
+               ("Image-grounded\ntext encoder", "[ENC] + text",
+                [("bi self-attn", self_), ("cross-attn", cross), ("feed forward", ffn)], "ITM\n(match: yes/no)"),
+               ("Image-grounded\ntext decoder", "[DEC] + text",
+                [("causal self-attn", causal), ("cross-attn", cross), ("feed forward", ffn)], "LM\n(write the text)")]
+    ax1.plot([1.2, 1.2, 7.5], [1.2, 0.95, 0.95], color=red, lw=1.3)  # image tokens run under the text stacks ...
+    for c, (title, tokens, layers, head) in enumerate(columns):
+        x = 3.0 + c * 2.35
+        ax1.text(x + 1.0, 6.6, title, ha="center", va="center", fontsize=9, weight="bold")
+        for j, (name, color) in enumerate(layers):
+            box(ax1, x, 1.2 + j * 1.15, 2.0, 0.9, name, color, fontsize=8)
+        ax1.text(x + 1.0, 0.5, tokens, ha="center", fontsize=9)
+        box(ax1, x + 0.25, 5.0, 1.5, 0.95, head, loss, fontsize=8)
+        arrow(ax1, (x + 1.0, 1.2 + len(layers) * 1.15 - 0.25), (x + 1.0, 5.0))
+        if c > 0:                                                     # ... and up the gap into each cross-attn
+            ax1.plot([x - 0.18, x - 0.18], [0.95, 2.8], color=red, lw=1.3)
+            arrow(ax1, (x - 0.18, 2.8), (x, 2.8), color=red)
+    arrow(ax1, (2.2, 4.6), (3.25, 5.3), "image [CLS]", at=(1.75, 5.25), color=blue)
+    ax1.text(5.0, 0.05, "same colour = shared weights (encoder and decoder share cross-attn and feed forward); "
+             "red: image tokens into cross-attention", ha="center", fontsize=8, style="italic")
+    ax1.set_title("MED: one model, three ways to read text")
+    box(ax2, 0.1, 5.2, 2.8, 1.2, "web images +\nalt-texts (noisy)", data)
+    box(ax2, 0.1, 0.3, 2.8, 1.2, "human-written\nCOCO captions", data)
+    box(ax2, 3.9, 4.3, 2.5, 1.0, "Captioner\n(decoder, LM)", causal)
+    box(ax2, 3.9, 2.2, 2.5, 1.0, "Filter\n(ITM encoder)", cross)
+    box(ax2, 7.1, 2.0, 2.8, 1.5, "bootstrapped data:\nweb images with their\nkept texts + COCO", ffn)
+    box(ax2, 7.1, 4.6, 2.8, 1.0, "pre-train a\nnew BLIP on it", loss)
+    arrow(ax2, (2.9, 5.7), (3.9, 5.0), "images", at=(3.1, 5.65))
+    arrow(ax2, (2.9, 5.3), (3.9, 3.0), "alt-texts", at=(3.05, 4.1))
+    arrow(ax2, (5.15, 4.3), (5.15, 3.2), "synthetic\ncaptions", at=(5.25, 3.75))
+    arrow(ax2, (6.4, 2.7), (7.1, 2.75), "kept", at=(6.5, 3.0))
+    arrow(ax2, (2.9, 1.2), (4.6, 2.2), "fine-tune captioner\nand filter on it", at=(2.2, 2.0))
+    arrow(ax2, (2.9, 0.7), (8.5, 2.0), "added as they are", at=(5.6, 1.05))
+    arrow(ax2, (8.5, 3.5), (8.5, 4.6))
+    ax2.set_title("CapFilt: the model cleans its own training data")
+    fig.tight_layout()
+    return fig

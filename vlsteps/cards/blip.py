@@ -2,15 +2,23 @@
 served), each with its real head class.
 
 All three real checkpoints see 384 x 384 images in 16 x 16 patches (577 image tokens with [CLS]); the
-stand-ins keep that, and the BERT tokenizer with BLIP's two added tokens ([DEC] = bos, [ENC]).
+stand-ins keep the image size and the BERT tokenizer with BLIP's two added tokens ([DEC] = bos, [ENC]). All
+three stand-ins learned the procedural world (`vlsteps.world`): the captioner captions scenes in the world's
+grammar and continues the notebook's prompt "a picture of"; the VQA model answers the world's questions; the ITM
+model matches scenes and captions. They take 32 x 32 patches (145 image tokens): a quarter of the tokens, so each
+trains in minutes on one CPU thread. The captioner's decoder learns from the ordinary init, not from the hardened
+one (`harden_lm_head`) that keeps random weights' text printable.
 """
 from __future__ import annotations
 
 from .. import architectures, world
+from . import captions
 from .card import VISION_TEXT, Card, Shape, WorldTraining, Workload, generate, random_ids, random_pixels, vit_tokens
 from .common import TINY, harden_lm_head, pixels, seeded
 
 IMAGE_SIZE, PATCH_SIZE = 384, 16
+STANDIN_PATCH = 32      # every BLIP stand-in: 145 image tokens, 4x cheaper to train on a CPU than 577
+PROMPT = "a picture of"   # blip.ipynb's conditional captioning prompt
 
 
 def blip_tokenizer():
@@ -34,16 +42,17 @@ def blip_config(tok, patch_size: int = PATCH_SIZE):
                       image_text_hidden_size=16)
 
 
-def standin(head: str, patch_size: int = PATCH_SIZE):
-    """The stand-in builder of the checkpoint whose head is transformers' class `head`."""
+def standin(head: str, patch_size: int = PATCH_SIZE, hardened: bool = True):
+    """The stand-in builder of the checkpoint whose head is transformers' class `head`. hardened=False leaves a
+    generative head's decoder at the ordinary init, for one that learns the world (hardened logits barely train)."""
     def build(spec, out):
         import torch
         import transformers
         tok = blip_tokenizer()
         seeded()
         model = getattr(transformers, head)(blip_config(tok, patch_size))
-        if hasattr(model, "text_decoder"):   # generative heads: captions/answers never empty, never special tokens
-            harden_lm_head(model.text_decoder, tok)
+        if hasattr(model, "text_decoder") and hardened:   # generative heads: captions/answers never empty, never
+            harden_lm_head(model.text_decoder, tok)         # special tokens
         if hasattr(model, "itm_head"):       # init-sized logits give P(match) = 0.50 everywhere: spread them out
             with torch.no_grad():
                 model.itm_head.weight.mul_(30.0)
@@ -51,11 +60,6 @@ def standin(head: str, patch_size: int = PATCH_SIZE):
         image_processor = transformers.BlipImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
         transformers.BlipProcessor(image_processor=image_processor, tokenizer=tok).save_pretrained(out)
     return build
-
-
-# blip-vqa's and blip-itm's stand-ins see the 384-pixel images in 32-pixel patches (145 image tokens, not 577):
-# four times cheaper to train on a CPU, and the shapes still span several patches.
-MATCH_PATCH = 32
 
 
 def _loaded(head: str, folder):
@@ -198,6 +202,54 @@ def measure_itm(card, folder, n: int = 200) -> dict:
         itm_right += (itm.argmax(1) == torch.arange(5)).sum().item()
     return {"ITM right caption of 5": itm_right / len(scenes), "ITC diagonal": itc_right / len(scenes)}
 
+
+def _captioner(folder):
+    import transformers as t
+    return t.BlipProcessor.from_pretrained(folder), t.BlipForConditionalGeneration.from_pretrained(folder)
+
+
+def train_caption(card, folder, steps: int = 1200, batch: int = 32) -> dict:
+    """Caption fresh training scenes, teacher-forced from [DEC] as BLIP's LM loss is; every fourth caption starts
+    with the notebook's prompt, so conditional captioning continues it."""
+    processor, model = _captioner(folder)
+    bos = model.config.text_config.bos_token_id
+
+    def loss(model, scenes):
+        texts = [f"{PROMPT} {captions.target(s)}" if i % 4 == 0 else captions.target(s) for i, s in enumerate(scenes)]
+        inputs = processor(images=[world.draw(s, IMAGE_SIZE) for s in scenes], text=texts, padding=True,
+                           return_tensors="pt")
+        ids = inputs.input_ids.clone()
+        ids[:, 0] = bos                       # [CLS] -> [DEC], as generate does
+        labels = ids.masked_fill(inputs.attention_mask == 0, -100)
+        return model(pixel_values=inputs.pixel_values, input_ids=ids, attention_mask=inputs.attention_mask,
+                     labels=labels).loss
+
+    facts = captions.fit(model, world.scenes(steps * batch, 0, "train"), batch, 3e-3, loss)
+    model.save_pretrained(folder)
+    return facts
+
+
+def caption_scenes(processor, model, scenes, prompt=None) -> list[str]:
+    """As blip.ipynb's blip_caption: the processor (and the prompt), beam search with 3 beams, 20 new tokens."""
+    import torch
+    text = [prompt] * len(scenes) if prompt else None
+    inputs = processor(images=[world.draw(s, IMAGE_SIZE) for s in scenes], text=text, return_tensors="pt")
+    with torch.inference_mode():
+        out = model.generate(**inputs, max_new_tokens=20, num_beams=3)
+    return [t.strip() for t in processor.batch_decode(out, skip_special_tokens=True)]
+
+
+def measure_caption(card, folder, n: int = 200) -> dict:
+    """BLEU-4 and exact match on held-out scenes, unconditional and with the prompt (removed before scoring)."""
+    processor, model = _captioner(folder)
+    scenes = world.scenes(n, 0, "test")
+    plain = caption_scenes(processor, model.eval(), scenes)
+    prompted = caption_scenes(processor, model, scenes, PROMPT)
+    conditional = captions.score([c.removeprefix(PROMPT).strip() for c in prompted], scenes)
+    return {**captions.score(plain, scenes), **{f"{k} with the prompt": v for k, v in conditional.items()},
+            "starts with the prompt": sum(c.startswith(PROMPT) for c in prompted) / n}
+
+
 def summary(config) -> dict[str, object]:
     v, t = config.vision_config, config.text_config
     return {"image encoder": Shape(v.num_hidden_layers, v.hidden_size),
@@ -238,17 +290,20 @@ def serve_caption(path, dtype, device) -> dict:
 
 CARDS = [
     Card("blip-caption", "Salesforce/blip-image-captioning-large", 1.9, "float16", ("blip", "serve"),
-         standin=standin("BlipForConditionalGeneration"),
+         standin=standin("BlipForConditionalGeneration", STANDIN_PATCH, hardened=False),
          summary=summary, workload=Workload("1 caption, 20 new tokens, 3 beams", _generating(20)),
-         serve=serve_caption, required=VISION_TEXT),
+         serve=serve_caption, required=VISION_TEXT,
+         training=WorldTraining("a caption of a one- or two-shape scene, with and without the prompt", train_caption,
+                                measure_caption, goals={"BLEU-4": 0.5},
+                                floors={"BLEU-4": 0.53, "exact match": 0.25, "BLEU-4 with the prompt": 0.55})),
     Card("blip-vqa", "Salesforce/blip-vqa-base", 1.5, "float16", ("blip",),
-         standin=standin("BlipForQuestionAnswering", MATCH_PATCH), summary=summary,
+         standin=standin("BlipForQuestionAnswering", STANDIN_PATCH), summary=summary,
          workload=Workload("1 answer, 10 new tokens, 3 beams", _generating(10)), required=VISION_TEXT,
          training=WorldTraining("one-word answers to questions about a scene (colour, shape, size, count, where, "
                                 "yes/no), generated", train_vqa, measure_vqa, goals={"accuracy": 0.85},
                                 floors={"accuracy": 0.72})),
     Card("blip-itm", "Salesforce/blip-itm-large-coco", 1.8, "float16", ("blip",),
-         standin=standin("BlipForImageTextRetrieval", MATCH_PATCH), summary=summary,
+         standin=standin("BlipForImageTextRetrieval", STANDIN_PATCH), summary=summary,
          workload=Workload("1 image-text match score", match), revision="c0273606af96037e7a3b2fb0ff4ae9620b517be6",
          required=VISION_TEXT,
          training=WorldTraining("whether a caption matches a scene: ITM head and ITC projections", train_itm,
