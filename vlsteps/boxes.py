@@ -35,3 +35,11 @@ class Box:
         if x2 <= x1 or y2 <= y1:
             return None
         return Box(x1, y1, x2, y2, self.label)
+
+    def iou(self, other: Box) -> float:
+        """Intersection over union of two boxes: how a predicted box is scored against the true one."""
+        w = min(self.x2, other.x2) - max(self.x1, other.x1)
+        h = min(self.y2, other.y2) - max(self.y1, other.y1)
+        inter = max(w, 0.0) * max(h, 0.0)
+        union = (self.x2 - self.x1) * (self.y2 - self.y1) + (other.x2 - other.x1) * (other.y2 - other.y1) - inter
+        return inter / union if union > 0 else 0.0
