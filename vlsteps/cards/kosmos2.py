@@ -9,7 +9,9 @@ by its box as two patch-index tokens, as the real model marks what it names.
 Changed from the real sizes for training on one CPU thread: 28 px patches (an 8 x 8 grid: one patch per latent
 query, where 14 px gives 256) and widths of 64. Before training, the weights start from the grid's geometry
 (`_geometric_start`): each latent query looks at its own patch, and the patch-index tokens' embeddings hold
-the position of their cell, so boxes are learned as positions rather than as 1,024 unrelated words."""
+the position of their cell, so boxes are learned as positions rather than as 1,024 unrelated words. Not enough
+yet: 1,000 steps of 16 scenes learned the markup but not to look at the image (IoU >= 0.5 for 0 % of shapes),
+so no learned weights are committed and the stand-in keeps random weights."""
 from __future__ import annotations
 
 import math
@@ -18,7 +20,7 @@ from .. import architectures, world
 from ..boxes import Box
 from ..kosmos_boxes import entities_to_boxes
 from .card import VISION_TEXT, Card, Shape, WorldTraining, Workload, generate, random_ids, random_pixels
-from .common import seeded
+from .common import harden_lm_head, seeded
 
 LATENT_QUERIES = 64   # == the image positions Kosmos2Processor reserves; if they differ the image is misplaced
 PROMPT = "<grounding>An image of"   # the served caption continues it, as blip.ipynb's does
@@ -43,7 +45,9 @@ def build(spec, out):
     config = Kosmos2Config(text_config=text.to_dict(), vision_config=vision.to_dict(),
                            latent_query_num=LATENT_QUERIES)
     seeded()
-    Kosmos2ForConditionalGeneration(config).save_pretrained(out)
+    model = Kosmos2ForConditionalGeneration(config)
+    harden_lm_head(model, tok)   # until it has learned weights, random decoding stays safe for the notebooks
+    model.save_pretrained(out)
     processor.save_pretrained(out)
 
 
@@ -208,5 +212,5 @@ CARDS = [
          required=VISION_TEXT,
          training=WorldTraining("grounded captions of scenes of one or two shapes, a box per shape from its "
                                 "patch-index tokens", train, measure,
-                                goals={"boxes IoU>=0.5": 0.7}, floors={"boxes IoU>=0.5": 0.0})),
+                                goals={"boxes IoU>=0.5": 0.7}, floors={})),
 ]
