@@ -17,7 +17,7 @@ from vlsteps import index, world
 from vlsteps.index import __main__ as cli
 from vlsteps.serve.loadtest import free_port
 
-HIT = re.compile(r"^(\d\.\d{4})  (.+)$")
+HIT = re.compile(r"^(-?\d\.\d{4})  (.+)$")     # a cosine: -1 to 1
 
 
 @pytest.fixture

@@ -21,22 +21,25 @@ def train(key: str, dest: Path) -> dict:
     """Train key's stand-in in dest and return its record: facts of the run and the scores."""
     import torch
     import transformers
-    from transformers.utils import logging
 
     from vlsteps import registry, standins
-    logging.disable_progress_bar()
     from vlsteps.standins import learned
     card = registry.get(key)
     if card.training is None:
         raise SystemExit(f"{key} has no world training in its card")
     folder = standins.build(card, dest, trained=False)
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    start, cpu = time.perf_counter(), time.process_time()
-    facts = card.training.train(card, folder)
-    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-    learned.load_as_stored(folder)
-    scores = card.training.measure(card, folder)
+    try:
+        with standins.quiet():
+            start, cpu = time.perf_counter(), time.process_time()
+            facts = card.training.train(card, folder)
+            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+            learned.load_as_stored(folder)
+            scores = card.training.measure(card, folder)
+    finally:
+        torch.set_num_threads(threads)
     return {"key": key, "learned": card.training.text, **facts, "train_seconds": round(seconds, 1),
             "cpu_seconds": round(cpu, 1),
             "threads": 1, "scores": {k: round(float(v), 4) for k, v in scores.items()},

@@ -52,7 +52,7 @@ def is_learned(folder: Path) -> bool:
 
 
 @contextmanager
-def _quiet():
+def quiet():
     """No "Writing model shards" bars: a stand-in is often built inside a notebook cell, whose output they clutter."""
     from transformers.utils import logging
     enabled = logging.is_progress_bar_enabled()
@@ -72,7 +72,7 @@ def build(spec: Card, dest: Path, trained: bool = True) -> Path:
     final = dest / spec.folder
     tmp = Path(tempfile.mkdtemp(prefix=f".{spec.folder}.", dir=dest))
     try:
-        with _quiet():
+        with quiet():
             spec.standin(spec, tmp)
         trained = trained and learned.apply(spec.key, tmp)
         (tmp / MARKER).write_text(json.dumps(
