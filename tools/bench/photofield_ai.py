@@ -28,7 +28,7 @@ from vlsteps.onnx_clip import export
 from vlsteps.serve import photofield, threads
 from vlsteps.serve.loadtest import Server, load
 
-from .workload import build_model, make_images
+from .workload import make_images, save_model
 
 # (name, items per request, requests in flight, texts?)
 SCENARIOS = [("1 image, 1 in flight", 1, 1, False), ("1 image, 4 in flight", 1, 4, False),
@@ -81,9 +81,7 @@ def bench_photofield_ai(checkout: Path, images_per_run: int = 48, rounds: int = 
     rows = []
     with tempfile.TemporaryDirectory(prefix="vlsteps-bench-pfai-") as tmp:
         tmp = Path(tmp)
-        model, processor = build_model("B/32", tokenizer=tokenizer(checkout))
-        model.save_pretrained(tmp / "clip")
-        processor.save_pretrained(tmp / "clip")
+        model = save_model("B/32", tmp / "clip", tokenizer(checkout))
         visual, textual = export(model, tmp)
         del model
         paths = make_images(images_per_run, tmp)

@@ -19,7 +19,7 @@ import torch
 from vlsteps.embed import ClipEmbedder
 from vlsteps.onnx_clip import OnnxClipEmbedder
 
-from .workload import build_model, make_images, timed
+from .workload import make_images, save_model, timed
 
 BATCHES = (1, 8)
 THREADS = (1, 2)
@@ -31,10 +31,7 @@ def bench_runtime(arch: str = "B/32", images: int = 16, rounds: int = 3) -> list
     rows, before = [], torch.get_num_threads()
     with tempfile.TemporaryDirectory(prefix="vlsteps-bench-runtime-") as tmp:
         tmp = Path(tmp)
-        model, processor = build_model(arch)
-        model.save_pretrained(tmp / "clip")
-        processor.save_pretrained(tmp / "clip")
-        del model
+        save_model(arch, tmp / "clip")
         runtimes = {"torch": ClipEmbedder.from_pretrained(tmp / "clip", model_key=f"bench-{arch}",
                                                           device="cpu", dtype=torch.float32)}
         onnx = {n: OnnxClipEmbedder.from_pretrained(tmp / "clip", model_key=f"bench-{arch}", threads=n)

@@ -18,7 +18,7 @@ from vlsteps.device import describe
 from vlsteps.embed import ClipEmbedder
 from vlsteps.serve.loadtest import Server, load
 
-from .workload import build_model, make_images, timed
+from .workload import make_images, save_model, timed
 
 LEVELS = (1, 4, 16)
 REQUESTS = {"B/32": 64, "L/14": 24}    # per level and server: a few minutes in all on 2 CPU cores
@@ -32,10 +32,7 @@ def bench_serve(archs=("B/32", "L/14"), levels=LEVELS, requests: dict | None = N
     for arch in archs:
         with tempfile.TemporaryDirectory(prefix="vlsteps-bench-serve-") as tmp:
             tmp = Path(tmp)
-            model, processor = build_model(arch)
-            model.save_pretrained(tmp / "clip")
-            processor.save_pretrained(tmp / "clip")
-            del model
+            save_model(arch, tmp / "clip")
             n = requests[arch]
             paths = make_images(n, tmp)
             images = [p.read_bytes() for p in paths]

@@ -45,6 +45,15 @@ def build_model(arch_name: str, tokenizer=None):
     return model, processor
 
 
+def save_model(arch_name: str, folder: Path, tokenizer=None):
+    """build_model's model and processor saved into folder, as a checkpoint folder the code under test loads;
+    returns the model."""
+    model, processor = build_model(arch_name, tokenizer)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return model
+
+
 def make_images(n: int, folder: Path, seed: int = 0) -> list[Path]:
     """n JPEG files (~640x480, like photos) cut from the sample photos with seeded random crops/flips."""
     from vlsteps.images import sample_photos
