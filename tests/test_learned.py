@@ -10,7 +10,6 @@ import pytest
 
 from tools import learn
 from vlsteps import registry, standins
-from vlsteps.paths import standins_dir
 from vlsteps.standins import learned
 
 # Cards whose trainer exists but has not reached anything worth committing yet, and why.
@@ -80,14 +79,3 @@ def test_retraining_the_vit_from_the_script_gets_the_same_behaviour(tmp_path):
     assert rec["scores"]["top-1"] >= registry.get("vit").training.floors["top-1"]
     assert rec["scores"]["top-1"] == pytest.approx(committed["scores"]["top-1"], abs=0.03)
 
-
-def test_the_vit_trainer_feeds_exactly_what_the_processor_gives():
-    from transformers import ViTImageProcessor
-
-    from vlsteps import world
-    from vlsteps.cards import vit
-    card = registry.get("vit")
-    processor = ViTImageProcessor.from_pretrained(standins.ensure_standin(card, standins_dir()))
-    scenes = world.scenes(8, 0, "train", count=1, held_out=False)
-    by_processor = processor(images=[world.draw(s, 224) for s in scenes], return_tensors="pt").pixel_values
-    assert vit._pixels(processor, scenes).allclose(by_processor, atol=1e-6)

@@ -1,5 +1,5 @@
-"""What the VQA and matching stand-ins train on: world questions in batches, hard-negative captions, and the fast
-pixel path that must equal the processors' own output."""
+"""What the stand-ins train on: world questions in batches, hard-negative captions, and the fast pixel path that
+must equal the processors' own output."""
 import numpy as np
 import pytest
 import torch
@@ -29,10 +29,14 @@ def test_a_wrong_caption_gets_exactly_one_detail_wrong():
         assert differ == 1 or wrong["things"] == right["things"][::-1]      # a detail, or the relation turned
 
 
-@pytest.mark.parametrize("processor", [
-    tf.ViltImageProcessor(size={"shortest_edge": 384}, size_divisor=32, image_mean=[0.5] * 3, image_std=[0.5] * 3),
-    tf.BlipImageProcessor(size={"height": 384, "width": 384})])
-def test_the_training_pixels_are_the_processors_pixels(processor):
-    images = [world.draw(s, 384) for s in world.scenes(3, 0, "test")]
+@pytest.mark.parametrize("processor, side", [
+    (tf.ViltImageProcessor(size={"shortest_edge": 384}, size_divisor=32, image_mean=[0.5] * 3, image_std=[0.5] * 3),
+     384),
+    (tf.BlipImageProcessor(size={"height": 384, "width": 384}), 384),
+    (tf.ViTImageProcessor(size={"height": 224, "width": 224}, image_mean=[0.5] * 3, image_std=[0.5] * 3), 224),
+    (tf.CLIPImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224}), 224)],
+    ids=["vilt", "blip", "vit", "clip"])
+def test_the_training_pixels_are_the_processors_pixels(processor, side):
+    images = [world.draw(s, side) for s in world.scenes(3, 0, "test")]
     assert torch.allclose(pixels(processor, images), processor(images=images, return_tensors="pt").pixel_values,
-                          atol=1e-5)
+                          atol=1e-6)

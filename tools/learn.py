@@ -5,7 +5,8 @@ seeds (the same run gives the same weights on the same torch; its CPU time, unli
 depends on what else the machine runs), round the weights to float16 as they are stored,
 measure the behaviour on held-out scenes, and write vlsteps/standins/learned/<key>.safetensors and .json. Prints
 per model the training time and the scores against the issue's goals: it is also the benchmark of the offline
-behaviour. --check trains into a temporary folder and only prints (CI retrains one key this way).
+behaviour. --check trains into a temporary folder and only prints (tests/test_learned.py retrains the ViT through
+`train`).
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .. import architectures, world
 from .card import VISION_TEXT, Card, Shape, WorldTraining, Workload, random_pixels, vit_tokens
-from .common import seeded
+from .common import pixels, seeded
 
 # With the real patch size (14: 257 tokens an image) 600 steps took 17 minutes and named the shape of 59 % of
 # one-shape scenes; patches of 28 (65 tokens) cost a quarter as much.
@@ -62,16 +62,6 @@ def _loss(model, pixels, ids, mask, match):
     return -((target * logits.log_softmax(1)).sum(1).mean() + (target_t * logits.T.log_softmax(1)).sum(1).mean()) / 2
 
 
-def _pixels(processor, scenes):
-    """Scenes drawn at 224x224 and normalized: what the processor makes of them (its resize and crop keep a 224
-    image as it is), at a tenth of its cost."""
-    import numpy as np
-    import torch
-    p = processor.image_processor
-    images = np.stack([np.asarray(world.draw(s, 224), dtype=np.float32) for s in scenes]) * p.rescale_factor
-    return torch.from_numpy((images - p.image_mean) / p.image_std).permute(0, 3, 1, 2).float()
-
-
 def train(card, folder, steps: int = 900, batch: int = 64) -> dict:
     """Contrastive training on fresh world scenes (held_out=False: every colour+shape pair), one random text of
     each scene's `texts` a step; AdamW with a one-cycle learning rate."""
@@ -93,9 +83,9 @@ def train(card, folder, steps: int = 900, batch: int = 64) -> dict:
         options = [texts(s) for s in chunk]
         chosen = [o[rng.integers(len(o))] for o in options]
         match = torch.tensor([[c in o for c in chosen] for o in options], dtype=torch.float32)
-        pixels = _pixels(processor, chunk)
+        images = pixels(processor.image_processor, [world.draw(s, 224) for s in chunk])
         enc = processor.tokenizer(chosen, padding=True, return_tensors="pt")
-        loss = _loss(model, pixels, enc.input_ids, enc.attention_mask, match)
+        loss = _loss(model, images, enc.input_ids, enc.attention_mask, match)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
