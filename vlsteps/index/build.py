@@ -152,7 +152,7 @@ def read(entry: Pending, known: set[str], pixels: Callable) -> Item | tuple[str,
         id_ = file_id(data)
         tensor = None if id_ in known else pixels(load_image(data))
     except (ImageLoadError, OSError, FetchError) as e:
-        return entry.key, str(e).replace(f"{entry.key}: ", "")
+        return entry.key, str(e).removeprefix(f"{entry.key}: ")
     return Item(entry.key, len(data) if is_url(entry.key) else entry.size, entry.mtime_ns, id_, tensor)
 
 

@@ -102,9 +102,11 @@ class RayRunner:
         self.close()
 
     def _resources(self) -> tuple[int, dict]:
-        """(actors, their resources): a GPU each where there are GPUs; otherwise together half the CPUs, the
-        other half left to the read tasks. Torch threads per actor: a node's CPUs over the actors it holds, so
-        the actors together do not oversubscribe the cores (Ray would give each the thread count of its CPUs)."""
+        """(actors, their resources): a GPU each where there are GPUs, else half a CPU each, so that the read
+        tasks (a CPU each) keep most CPUs and stay an operator of their own (Ray fuses steps that ask for the same
+        resources into one process, which would then read and embed in turn). Torch threads per actor: a node's
+        CPUs over the actors it holds, so the actors together do not oversubscribe the cores (Ray would give each
+        as many threads as CPUs it reserved)."""
         total = self.ray.cluster_resources()
         gpus = int(total.get("GPU", 0))
         workers = self.workers or max(gpus, 1)
@@ -113,7 +115,7 @@ class RayRunner:
         threads = max(1, per_node // math.ceil(workers / len(nodes)))
         if gpus:
             return workers, {"num_gpus": 1, "num_cpus": 1, "threads": threads}
-        return workers, {"num_cpus": max(total.get("CPU", 1) / (2 * workers), 0.01), "threads": threads}
+        return workers, {"num_cpus": 0.5, "threads": threads}
 
     def run(self, todo: Sequence[Pending], known: set[str], batch_size: int) -> Iterator[Item | tuple[str, str]]:
         if not todo:
@@ -126,7 +128,7 @@ class RayRunner:
         shape = tuple(self.embedder.pixels(Image.new("RGB", (8, 8))).shape)
         ds = ray.data.from_items([{"key": p.key, "size": p.size, "mtime_ns": p.mtime_ns} for p in todo],
                                  override_num_blocks=max(1, math.ceil(len(todo) / batch_size)))
-        ds = ds.map_batches(_read, batch_size=batch_size, batch_format="numpy",
+        ds = ds.map_batches(_read, batch_size=batch_size, batch_format="numpy", num_cpus=1,
                             fn_kwargs={"known": known, "pixels": self.embedder.preprocess, "shape": shape})
         ds = ds.map_batches(_Embed, batch_size=batch_size, batch_format="numpy",
                             fn_constructor_kwargs={"load": functools.partial(load_embedder, self.model_key,
