@@ -1,16 +1,18 @@
-"""`python -m vlsteps.index build --ray` on a local Ray: the same ids and vectors as the plain run, a rerun embeds
-nothing (and starts no Ray), an unreadable file is listed; without Ray, one message that says how to install it."""
+"""`python -m vlsteps.index build --ray` on a local Ray: the same ids and vectors as the plain run, URLs fetched on
+the workers, a rerun embeds nothing (and starts no Ray), an unreadable file or URL is listed; without Ray, one
+message that says how to install it."""
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from test_index_cli import file_hash, run
+from test_index_urls import image_server, scene_files, url_list
 
 from vlsteps import index, world
 from vlsteps.index.ray_runner import RayRunner
@@ -29,12 +31,16 @@ def big_library(tmp_path):
 
 
 def descendants() -> set[int]:
-    """The ids of this process's children, grandchildren... (a local Ray's raylet, GCS and workers)."""
-    rows = [line.split() for line in subprocess.run(["ps", "-eo", "pid=,ppid="], capture_output=True, text=True,
-                                                     check=True).stdout.splitlines()]
+    """The ids of this process's children, grandchildren... (a local Ray's raylet, GCS and workers), from /proc."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):      # gone meanwhile
+            continue
     found, new = set(), {os.getpid()}
     while new:
-        new = {int(pid) for pid, ppid in rows if int(ppid) in new} - found
+        new = {pid for pid, ppid in parents.items() if ppid in new} - found
         found |= new
     return found
 
@@ -56,30 +62,36 @@ def vectors(db, embedder) -> dict[str, np.ndarray]:
 def test_local_ray_gives_the_plain_runs_ids_and_vectors(big_library, tmp_path, capsys, embedder, monkeypatch):
     import ray
     before = descendants()
-    code, plain_out, _ = run(capsys, "build", big_library, "--chroma", tmp_path / "plain", "--batch-size", 4)
-    assert code == 0
-    try:
-        code, out, _ = run(capsys, "build", big_library, "--chroma", tmp_path / "ray", "--batch-size", 4,
-                           "--ray", "--ray-workers", 2)
-        assert not ray.is_initialized()             # shut down at the end of the run
-    finally:
-        ray.shutdown()
+    monkeypatch.setenv("VLSTEPS_ALLOW_HOSTS", "127.0.0.1")             # the workers fetch under the driver's policy
+    with image_server(scene_files(2, "val")) as (base, requests):
+        urls = url_list(tmp_path / "urls.txt", base, ["/scene1.png", "/notes.txt"])
+        common = [big_library, "--urls", urls, "--batch-size", 4]
+        code, plain_out, _ = run(capsys, "build", *common, "--chroma", tmp_path / "plain")
+        assert code == 0
+        try:
+            code, out, _ = run(capsys, "build", *common, "--chroma", tmp_path / "ray", "--ray", "--ray-workers", 2)
+            assert not ray.is_initialized()             # shut down at the end of the run
+        finally:
+            ray.shutdown()
+        assert requests["/scene1.png"] == 2                               # once per index
     assert not wait_gone(before), "Ray's processes outlived the run"
     assert code == 0
-    assert "22 image file(s): 20 embedded, 1 already in the index (copies), 0 unchanged, 0 vector(s) removed, " \
-           "1 could not be read" in out
+    assert "24 image file(s): 21 embedded, 1 already in the index (copies), 0 unchanged, 0 vector(s) removed, " \
+           "2 could not be read" in out
     assert out == plain_out
-    assert f"could not read {big_library / 'broken.jpg'}: " in out
+    assert f"could not read {big_library / 'broken.jpg'}: " in out and f"could not read {base}/notes.txt: " in out
     plain, on_ray = vectors(tmp_path / "plain", embedder), vectors(tmp_path / "ray", embedder)
-    assert sorted(on_ray) == sorted(plain) == sorted({file_hash(p) for p in big_library.rglob("*.png")})
+    assert len(on_ray) == 21 and sorted(on_ray) == sorted(plain)
+    assert {file_hash(p) for p in big_library.rglob("*.png")} < set(on_ray)
     for id_, (vector, path) in plain.items():
         assert np.allclose(on_ray[id_][0], vector, atol=1e-5)
         assert on_ray[id_][1] == path
 
     (big_library / "broken.jpg").unlink()
+    url_list(tmp_path / "urls.txt", base, ["/scene1.png"])
     monkeypatch.setattr(RayRunner, "_start", lambda self: pytest.fail("Ray started with nothing to do"))
-    code, out, _ = run(capsys, "build", big_library, "--chroma", tmp_path / "ray", "--ray")
-    assert code == 0 and "21 image file(s): 0 embedded, 0 already in the index (copies), 21 unchanged" in out
+    code, out, _ = run(capsys, "build", big_library, "--urls", urls, "--chroma", tmp_path / "ray", "--ray")
+    assert code == 0 and "22 image file(s): 0 embedded, 0 already in the index (copies), 22 unchanged" in out
 
 
 def test_without_ray_one_message_says_how_to_install_it(big_library, tmp_path, capsys, monkeypatch):

@@ -44,10 +44,10 @@ def image_server(files: dict[str, bytes]):
         thread.join(10)
 
 
-def scene_files(n: int) -> dict[str, bytes]:
+def scene_files(n: int, split: str = "test") -> dict[str, bytes]:
     """`n` procedural-world scenes as PNG bodies at /scene<i>.png, and a text file at /notes.txt."""
     files = {"/notes.txt": b"not an image at all"}
-    for i, scene in enumerate(world.scenes(n, 0, "test")):
+    for i, scene in enumerate(world.scenes(n, 0, split)):
         buffer = io.BytesIO()
         world.draw(scene, size=48).save(buffer, format="PNG")
         files[f"/scene{i}.png"] = buffer.getvalue()
