@@ -102,3 +102,17 @@ def test_without_ray_one_message_says_how_to_install_it(big_library, tmp_path, c
     assert code == 2
     assert err == "error: --ray needs Ray Data: pip install 'ray[data]>=2.40' (or pip install 'vlsteps[index]')\n"
     assert not (tmp_path / "db").exists()                 # stopped before the index or the model was opened
+
+
+def test_a_cluster_that_does_not_answer_gets_one_message(big_library, tmp_path, capsys, monkeypatch):
+    import ray
+
+    def no_cluster(*args, **kwargs):                       # what ray.init(address="auto") says with no cluster
+        raise ConnectionError("Could not find any running Ray instance.")
+
+    monkeypatch.setattr(ray, "init", no_cluster)
+    code, _, err = run(capsys, "build", big_library, "--chroma", tmp_path / "db", "--ray-address", "auto")
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and "Traceback" not in err
+    assert errors[0].startswith("error: Could not join the Ray cluster at auto (ConnectionError: Could not find any "
+                                "running Ray instance.). Check the address")

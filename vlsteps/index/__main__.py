@@ -53,7 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     ray.add_argument("--ray-workers", type=int, metavar="N",
                      help="embedding actors, each with its own copy of the model (default: one per GPU of the "
                           "cluster, each holding that GPU; one when there is none, since on CPUs one model already "
-                          "uses every core of its node)")
+                          "uses every core of its node). Each actor runs torch on its node's CPUs divided by the "
+                          "actors there, so together they do not oversubscribe the cores")
     s = sub.add_parser("search", parents=[common], help="the nearest images to a text or an image")
     s.add_argument("text", nargs="?", help="what to look for, e.g. 'a red circle'")
     s.add_argument("--image", metavar="FILE", help="look for images like this one instead")
@@ -110,6 +111,8 @@ def _build(parser: argparse.ArgumentParser, args) -> int:
         summary = build(client, embedder, args.paths, batch_size=args.batch_size, workers=args.workers, urls=urls,
                         runner=runner,
                         progress=lambda n: tqdm(total=n, unit="img", desc="embedding", file=sys.stderr))
+    except ConnectionError as e:        # a Chroma server or a Ray cluster gone or not there
+        _fail(e)
     finally:
         if runner is not None:
             runner.close()

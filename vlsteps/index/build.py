@@ -152,7 +152,7 @@ def read(entry: Pending, known: set[str], pixels: Callable) -> Item | tuple[str,
         id_ = file_id(data)
         tensor = None if id_ in known else pixels(load_image(data))
     except (ImageLoadError, OSError, FetchError) as e:
-        return entry.key, str(e).removeprefix(f"{entry.key}: ")
+        return entry.key, str(e).removeprefix(f"{entry.key}: ") or type(e).__name__
     return Item(entry.key, len(data) if is_url(entry.key) else entry.size, entry.mtime_ns, id_, tensor)
 
 
@@ -229,20 +229,22 @@ def build(client, embedder, paths: Sequence[str | os.PathLike], batch_size: int 
     batch_size = batch_size or embedder.batch_size
     bar = progress(len(todo)) if progress else None
     batch: list[Item] = []
-    for got in runner.run(todo, known, batch_size):
-        if isinstance(got, Item):
-            batch.append(got)
-        else:
-            summary.failed.append(got)
-        if bar is not None:
-            bar.update(1)
-        if len(batch) >= batch_size:
+    try:
+        for got in runner.run(todo, known, batch_size):
+            if isinstance(got, Item):
+                batch.append(got)
+            else:
+                summary.failed.append(got)
+            if bar is not None:
+                bar.update(1)
+            if len(batch) >= batch_size:
+                _store(collection, records, embedder.model_key, runner.vectors, batch, summary, known)
+                batch = []
+        if batch:
             _store(collection, records, embedder.model_key, runner.vectors, batch, summary, known)
-            batch = []
-    if batch:
-        _store(collection, records, embedder.model_key, runner.vectors, batch, summary, known)
-    if bar is not None:
-        bar.close()
+    finally:                        # an error message starts on a line of its own
+        if bar is not None:
+            bar.close()
 
     # A file that is gone, or no longer reads, no longer holds the content recorded for it; so with a URL list,
     # a URL that left it or failed.
@@ -280,8 +282,9 @@ def _store(collection, records, model_key: str, vectors: Callable[[Sequence[Item
 
 
 def _remove_orphans(collection, records) -> int:
-    """Delete this command's vectors that no file record points to, and point a vector whose stored path is gone
-    to a file that still has its content. Returns how many vectors were deleted."""
+    """Delete this command's vectors that no file record points to, and point every vector to the first (sorted)
+    file or URL that has its content: the same path whichever run, thread or Ray worker stored it first. Returns
+    how many vectors were deleted."""
     paths: dict[str, set[str]] = {}
     for path, meta in zip(*_all(records)):
         paths.setdefault(meta["image"], set()).add(path)
@@ -289,7 +292,7 @@ def _remove_orphans(collection, records) -> int:
     orphans = [i for i in ids if i not in paths]
     if orphans:
         collection.delete(ids=orphans)
-    moved = [(i, m) for i, m in zip(ids, metas) if i in paths and m.get("path") not in paths[i]]
+    moved = [(i, m) for i, m in zip(ids, metas) if i in paths and m.get("path") != min(paths[i])]
     if moved:
         collection.update(ids=[i for i, _ in moved], metadatas=[{**m, "path": min(paths[i])} for i, m in moved])
     return len(orphans)

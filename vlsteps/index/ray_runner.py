@@ -80,10 +80,16 @@ class RayRunner:
         env = {k: v for k, v in os.environ.items() if k.startswith(("VLSTEPS_", "HF_"))}
         quiet = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False,
                      runtime_env={"env_vars": env})
-        if self.address:
-            self.ray.init(address=self.address, **quiet)
-        else:
-            self.ray.init(num_cpus=os.cpu_count(), **quiet)
+        try:
+            if self.address:
+                self.ray.init(address=self.address, **quiet)
+            else:
+                self.ray.init(num_cpus=os.cpu_count(), **quiet)
+        except (ConnectionError, RuntimeError, TimeoutError, ValueError) as e:
+            where = f"join the Ray cluster at {self.address}" if self.address else "start a local Ray"
+            raise ConnectionError(f"Could not {where} ({e.__class__.__name__}: {e}). Check the address (auto, or "
+                                  "ray://head:10001) and that the cluster runs this Ray version; nothing was "
+                                  "embedded.") from None
         self.started = True
         context = self.ray.data.DataContext.get_current()
         context.enable_progress_bars = False           # build's own bar counts the files
