@@ -44,13 +44,14 @@ def _parser() -> argparse.ArgumentParser:
                         "VLSTEPS_ALLOW_HOSTS names them")
     b.add_argument("--workers", type=int, default=4,
                    help="decoding threads beside the model (default: 4; 0: decode in the model's thread, no overlap)")
-    ray = b.add_argument_group("Ray (pip install 'ray[data]'): the same steps on Ray Data")
-    ray.add_argument("--ray", action="store_true", help="start a local Ray on this machine's cores for the run")
-    ray.add_argument("--ray-address", metavar="ADDR",
+    on_ray = b.add_argument_group("Ray (pip install 'ray[data]'): the same steps on Ray Data")
+    on_ray.add_argument("--ray", action="store_true", help="start a local Ray on this machine's cores for the run")
+    on_ray.add_argument("--ray-address", metavar="ADDR",
                      help="join a Ray cluster instead (auto, or ray://head:10001). The driver writes the index; the "
                           "workers read the files, so PATHs must be readable at the same path on every node (shared "
-                          "storage), or use --urls; each node loads the model from its own VLSTEPS_MODELS_DIR")
-    ray.add_argument("--ray-workers", type=int, metavar="N",
+                          "storage), or use --urls. The driver's VLSTEPS_* and HF_* settings travel to the "
+                          "workers: each node loads the model from that VLSTEPS_MODELS_DIR")
+    on_ray.add_argument("--ray-workers", type=int, metavar="N",
                      help="embedding actors, each with its own copy of the model (default: one per GPU of the "
                           "cluster, each holding that GPU; one when there is none, since on CPUs one model already "
                           "uses every core of its node). Each actor runs torch on its node's CPUs divided by the "
@@ -95,8 +96,11 @@ def _build(parser: argparse.ArgumentParser, args) -> int:
     if args.urls:
         try:
             AddressPolicy.from_env()
+        except ValueError as e:
+            parser.error(str(e))
+        try:
             urls = read_urls(Path(args.urls).expanduser())
-        except (OSError, UnicodeDecodeError, ValueError) as e:
+        except (OSError, UnicodeDecodeError) as e:
             parser.error(f"--urls {args.urls} cannot be read ({e}): pass a text file of image URLs, one a line")
     on_ray = bool(args.ray or args.ray_address)
     if on_ray:
