@@ -22,6 +22,7 @@ from PIL import Image
 
 from .build import Item, Pending, load_embedder, read
 
+MAX_BLOCKS = 10_000     # a block of pending keys per batch, up to this many (Ray schedules and tracks each block)
 RAY_MISSING = "--ray needs Ray Data: pip install 'ray[data]>=2.40' (or pip install 'vlsteps[index]')"
 
 
@@ -78,7 +79,7 @@ class RayRunner:
 
     def _start(self) -> None:
         env = {k: v for k, v in os.environ.items() if k.startswith(("VLSTEPS_", "HF_"))}
-        quiet = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False,
+        quiet = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
                      runtime_env={"env_vars": env})
         try:
             if self.address:
@@ -94,18 +95,12 @@ class RayRunner:
         context = self.ray.data.DataContext.get_current()
         context.enable_progress_bars = False           # build's own bar counts the files
         context.print_on_execution_start = False
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
 
     def close(self) -> None:
         if self.started:
             self.ray.shutdown()
             self.started = False
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def _resources(self) -> tuple[int, dict]:
         """(actors, their resources): a GPU each where there are GPUs, else half a CPU each, so that the read
@@ -133,7 +128,7 @@ class RayRunner:
         threads = resources.pop("threads")
         shape = tuple(self.embedder.pixels(Image.new("RGB", (8, 8))).shape)
         ds = ray.data.from_items([{"key": p.key, "size": p.size, "mtime_ns": p.mtime_ns} for p in todo],
-                                 override_num_blocks=max(1, math.ceil(len(todo) / batch_size)))
+                                 override_num_blocks=min(MAX_BLOCKS, math.ceil(len(todo) / batch_size)))
         ds = ds.map_batches(_read, batch_size=batch_size, batch_format="numpy", num_cpus=1,
                             fn_kwargs={"known": known, "pixels": self.embedder.preprocess, "shape": shape})
         ds = ds.map_batches(_Embed, batch_size=batch_size, batch_format="numpy",
