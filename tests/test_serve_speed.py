@@ -35,7 +35,7 @@ def photos():
 
 @pytest.mark.parametrize("name,photo", list(photos()), ids=[n for n, _ in photos()])
 def test_pixels_are_the_processors_pixel_values(embedder, name, photo):
-    assert embedder._plain is not None, "the stand-in's processor is CLIP's own: the plain path must be taken"
+    assert embedder.preprocess._plain is not None, "the stand-in's processor is CLIP's own: the plain path is taken"
     theirs = embedder.processor(images=[load_image(photo)], return_tensors="pt")["pixel_values"][0]
     ours = embedder.pixels(photo)
     assert ours.dtype == theirs.dtype and ours.shape == theirs.shape

@@ -87,6 +87,32 @@ def model_fingerprint(model, samples: int = 256) -> str:
     return h.hexdigest()[:8]
 
 
+class Pixels:
+    """One image (PIL or path) -> the model's input (3, H, W). Thread-safe, so a server runs it in threads of its own
+    while the model runs; picklable without the model, so `vlsteps.index`'s Ray workers decode with it.
+
+    A standard CLIP processor's steps (shortest edge, antialiased bicubic, center crop, rescale, normalize) run as
+    plain torchvision calls on the one image: the same values as the processor's to float rounding, at half its cost
+    (checked in tests/test_embed.py). Any other image processor runs itself."""
+
+    def __init__(self, image_processor):
+        self.image_processor = image_processor
+        self._plain = _plain_steps(image_processor)
+
+    def __call__(self, image) -> torch.Tensor:
+        image = load_image(image)
+        if self._plain is None:
+            return self.image_processor(images=[image], return_tensors="pt")["pixel_values"][0]
+        size, crop, mean, std, scale = self._plain
+        t = TF.pil_to_tensor(image)
+        h, w = t.shape[-2:]
+        t = TF.resize(t, [size, int(size * w / h)] if h < w else [int(size * h / w), size],
+                      interpolation=TF.InterpolationMode.BICUBIC, antialias=True)
+        (ch, cw), (h, w) = crop, t.shape[-2:]
+        top, left = int((h - ch) / 2), int((w - cw) / 2)          # the processor's rounding, not torchvision's
+        return (t[:, top:top + ch, left:left + cw].float() * scale - mean) / std
+
+
 class ClipEmbedder:
     """Wraps a `CLIPModel` (or any model with get_image_features/get_text_features) and its processor.
 
@@ -111,7 +137,7 @@ class ClipEmbedder:
         self.prefetch = prefetch
         self.dim = int(model.config.projection_dim)
         self.fingerprint = model_fingerprint(model)
-        self._plain = _plain_steps(getattr(processor, "image_processor", processor))
+        self.preprocess = Pixels(getattr(processor, "image_processor", processor))
 
     @classmethod
     def from_pretrained(cls, path, model_key: str = "clip", device=None, dtype=None, batch_size: int = 32,
@@ -148,21 +174,8 @@ class ClipEmbedder:
         return torch.stack([self.pixels(x) for x in images])
 
     def pixels(self, image) -> torch.Tensor:
-        """One image (PIL or path) decoded and preprocessed: (3, H, W). Thread-safe, so a server runs it in threads
-        of its own while the model runs. A standard CLIP processor's steps (shortest edge, antialiased bicubic,
-        center crop, rescale, normalize) run as plain torchvision calls on the one image: the same values as the
-        processor's to float rounding, at half its cost (checked in tests/test_embed.py)."""
-        image = load_image(image)
-        if self._plain is None:
-            return self.processor(images=[image], return_tensors="pt")["pixel_values"][0]
-        size, crop, mean, std, scale = self._plain
-        t = TF.pil_to_tensor(image)
-        h, w = t.shape[-2:]
-        t = TF.resize(t, [size, int(size * w / h)] if h < w else [int(size * h / w), size],
-                      interpolation=TF.InterpolationMode.BICUBIC, antialias=True)
-        (ch, cw), (h, w) = crop, t.shape[-2:]
-        top, left = int((h - ch) / 2), int((w - cw) / 2)          # the processor's rounding, not torchvision's
-        return (t[:, top:top + ch, left:left + cw].float() * scale - mean) / std
+        """One image (PIL or path) decoded and preprocessed: (3, H, W). Thread-safe (see `Pixels`)."""
+        return self.preprocess(image)
 
     def _batches(self, items: Sequence) -> Iterable[torch.Tensor]:
         chunks = [items[i:i + self.batch_size] for i in range(0, len(items), self.batch_size)]

@@ -13,32 +13,41 @@ How a run stays correct when it is killed at any moment and started again:
 - **Vectors no record points to are deleted at the end** (files deleted or changed since the last run, or a
   run killed after its records changed): an id that another path still uses stays.
 
-Decoding runs in a thread pool while the model runs the previous batch, through a bounded window of futures.
+A URL (`urls=`) is a file whose record key is the URL itself: a URL already recorded is not fetched again, and
+one no longer in the list is removed like a deleted file (only by a run that was given a list). Fetches go through
+`vlsteps.net.fetch` under `AddressPolicy.from_env()`: private and loopback addresses only where VLSTEPS_ALLOW_HOSTS
+allows them.
+
+`build` plans (what changed), stores (vectors, records) and removes orphans; a runner only turns the pending list
+into items: `Local` decodes in a thread pool while the model runs the previous batch, through a bounded window of
+futures; `ray_runner.RayRunner` runs the same `read` and the same model on Ray Data.
 """
 from __future__ import annotations
 
 import hashlib
 import os
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
-from ..images import ImageLoadError, load_image
+from ..images import MAX_BYTES, ImageLoadError, load_image
+from ..net import AddressPolicy, FetchError, fetch
 from . import store
 
 SOURCE = "index-build"      # the metadata mark of the vectors this command owns (and may delete)
 _PAGE = 5000                # records read per request
+URL_SCHEMES = ("http://", "https://")
 
 
 @dataclass
 class Summary:
-    """What one run did: counts, and the files it could not read (path, reason)."""
+    """What one run did: counts, and the files (or URLs) it could not read (key, reason)."""
     files: int = 0
     unchanged: int = 0
     embedded: int = 0
@@ -54,13 +63,41 @@ class Summary:
         return out
 
 
+@dataclass(frozen=True)
+class Pending:
+    """A file or URL to read: `key` is its absolute path or its URL (the record's id)."""
+    key: str
+    size: int = 0
+    mtime_ns: str = ""        # "" for a URL
+
+
 @dataclass
-class _Item:
-    path: str
+class Item:
+    """A file read and hashed: `pixels` (the plain path) or `vector` (Ray) is None when its id was known."""
+    key: str
     size: int
-    mtime_ns: int
+    mtime_ns: str
     id: str
-    pixels: torch.Tensor | None    # None: the id is known, nothing to embed
+    pixels: torch.Tensor | None = None
+    vector: np.ndarray | None = None
+
+
+def is_url(key: str) -> bool:
+    return key.startswith(URL_SCHEMES)
+
+
+def read_urls(path: str | os.PathLike) -> list[str]:
+    """The URLs in a text file, one a line, in order, each once; blank lines and `#` comments are skipped."""
+    lines = (line.strip() for line in Path(path).read_text().splitlines())
+    return list(dict.fromkeys(line for line in lines if line and not line.startswith("#")))
+
+
+def load_embedder(key: str, batch_size: int):
+    """The registry model `key` as a ClipEmbedder (what the CLI and each Ray actor load)."""
+    from .. import checkpoint
+    from ..embed import ClipEmbedder
+    return ClipEmbedder.from_pretrained(checkpoint.model_dir(key, banner=False), model_key=key,
+                                        batch_size=batch_size)
 
 
 def image_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
@@ -106,17 +143,68 @@ def _under(path: str, roots: Sequence[Path]) -> bool:
     return any(path == str(r) or path.startswith(str(r) + os.sep) for r in roots)
 
 
+def read(entry: Pending, known: set[str], pixels: Callable) -> Item | tuple[str, str]:
+    """Read, hash and (unless its id is `known`) decode one file or URL: the Item, or (key, why not). Never raises
+    for a bad file, a refused address, a timeout or an HTTP error."""
+    try:
+        data = (fetch(entry.key, max_bytes=MAX_BYTES, policy=AddressPolicy.from_env()) if is_url(entry.key)
+                else Path(entry.key).read_bytes())
+        id_ = file_id(data)
+        tensor = None if id_ in known else pixels(load_image(data))
+    except (ImageLoadError, OSError, FetchError) as e:
+        return entry.key, str(e).removeprefix(f"{entry.key}: ")
+    return Item(entry.key, len(data) if is_url(entry.key) else entry.size, entry.mtime_ns, id_, tensor)
+
+
+class _Inline:
+    """A pool of no threads: `submit` runs the call at once (`workers=0`: decoding in the model's own thread)."""
+
+    def submit(self, fn, *args) -> Future:
+        future = Future()
+        future.set_result(fn(*args))
+        return future
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+
+class Local:
+    """The plain path: `read` in `workers` threads (0: in this thread, no overlap) while the model, in this process,
+    runs the previous batch; at most two batches are read ahead."""
+
+    def __init__(self, embedder, workers: int = 4):
+        self.embedder, self.workers = embedder, workers
+
+    def run(self, todo: Sequence[Pending], known: set[str], batch_size: int) -> Iterator[Item | tuple[str, str]]:
+        with ThreadPoolExecutor(max_workers=self.workers) if self.workers else _Inline() as pool:
+            window: deque = deque()
+            for entry in todo:
+                window.append(pool.submit(read, entry, known, self.embedder.pixels))
+                while len(window) >= 2 * batch_size:
+                    yield window.popleft().result()
+            while window:
+                yield window.popleft().result()
+
+    def vectors(self, items: Sequence[Item]) -> np.ndarray:
+        return self.embedder.image_features(torch.stack([item.pixels for item in items])).cpu().numpy()
+
+
 def build(client, embedder, paths: Sequence[str | os.PathLike], batch_size: int | None = None, workers: int = 4,
-          progress: Callable[[int], object] | None = None) -> Summary:
-    """Index every image under `paths` into `embedder`'s collection (see the module docstring).
-    `progress(total)` returns a bar with `update(n)` and `close()` (tqdm's), or None."""
+          progress: Callable[[int], object] | None = None, urls: Sequence[str] | None = None,
+          runner=None) -> Summary:
+    """Index every image under `paths` and at `urls` into `embedder`'s collection (see the module docstring).
+    `progress(total)` returns a bar with `update(n)` and `close()` (tqdm's), or None. `runner` reads and embeds
+    (default: `Local(embedder, workers)`); `urls=None` leaves recorded URLs alone, a list removes the others."""
     files = image_files(paths)
     roots = [Path(p).expanduser().absolute() for p in paths]
     collection = store.image_collection(client, embedder)
     records = records_collection(client, collection)
     rec_ids, rec_metas = _all(records)
     recorded = dict(zip(rec_ids, rec_metas))
-    summary = Summary(files=len(files))
+    summary = Summary(files=len(files) + len(urls or ()))
 
     todo = []
     for f in files:
@@ -129,48 +217,38 @@ def build(client, embedder, paths: Sequence[str | os.PathLike], batch_size: int 
         if have and have.get("size") == st.st_size and have.get("mtime_ns") == str(st.st_mtime_ns):
             summary.unchanged += 1
         else:
-            todo.append((f, st))
+            todo.append(Pending(str(f), st.st_size, str(st.st_mtime_ns)))
+    for url in urls or ():
+        if url in recorded:            # a URL is fetched once: its record is its content
+            summary.unchanged += 1
+        else:
+            todo.append(Pending(url))
     known = {m["image"] for m in recorded.values()}     # ids whose vectors were stored: no decode for those
 
-    def prepare(f: Path, st) -> _Item | None:
-        try:
-            data = f.read_bytes()
-            id_ = file_id(data)
-            pixels = None if id_ in known else embedder.pixels(load_image(data))
-        except (ImageLoadError, OSError) as e:
-            summary.failed.append((str(f), str(e).replace(f"{f}: ", "")))
-            return None
-        return _Item(str(f), st.st_size, st.st_mtime_ns, id_, pixels)
-
+    runner = runner or Local(embedder, workers)
     batch_size = batch_size or embedder.batch_size
     bar = progress(len(todo)) if progress else None
-    batch: list[_Item] = []
-
-    def take(future, final: bool = False) -> None:
-        nonlocal batch
-        item = future.result()
-        if item is not None:
-            batch.append(item)
+    batch: list[Item] = []
+    for got in runner.run(todo, known, batch_size):
+        if isinstance(got, Item):
+            batch.append(got)
+        else:
+            summary.failed.append(got)
         if bar is not None:
             bar.update(1)
-        if batch and (len(batch) >= batch_size or final):
-            _store(collection, records, embedder, batch, summary, known)
+        if len(batch) >= batch_size:
+            _store(collection, records, embedder.model_key, runner.vectors, batch, summary, known)
             batch = []
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        window: deque = deque()        # bounded: at most two batches decoded ahead of the model
-        for f, st in todo:
-            window.append(pool.submit(prepare, f, st))
-            while len(window) >= 2 * batch_size:
-                take(window.popleft())
-        while window:
-            take(window.popleft(), final=not window)
+    if batch:
+        _store(collection, records, embedder.model_key, runner.vectors, batch, summary, known)
     if bar is not None:
         bar.close()
 
-    # A file that is gone, or no longer reads, no longer holds the content recorded for it.
-    present = {str(f) for f in files} - {path for path, _ in summary.failed}
-    gone = [p for p in recorded if _under(p, roots) and p not in present]
+    # A file that is gone, or no longer reads, no longer holds the content recorded for it; so with a URL list,
+    # a URL that left it or failed.
+    present = {str(f) for f in files} | set(urls or ())
+    present -= {key for key, _ in summary.failed}
+    gone = [k for k in recorded if k not in present and (is_url(k) and urls is not None or _under(k, roots))]
     if gone:
         records.delete(ids=gone)
     summary.removed = _remove_orphans(collection, records)
@@ -178,28 +256,27 @@ def build(client, embedder, paths: Sequence[str | os.PathLike], batch_size: int 
     return summary
 
 
-def _store(collection, records, embedder, batch: list[_Item], summary: Summary, known: set[str]) -> None:
-    """Embed the batch's new contents, upsert their vectors, then record its files (in that order)."""
-    new: dict[str, _Item] = {}
+def _store(collection, records, model_key: str, vectors: Callable[[Sequence[Item]], np.ndarray],
+           batch: list[Item], summary: Summary, known: set[str]) -> None:
+    """Embed the batch's new contents (`vectors`: the runner's), upsert their vectors, then record its files."""
+    new: dict[str, Item] = {}
     for item in batch:
-        if item.pixels is not None and item.id not in known:
+        if item.id not in known:
             new.setdefault(item.id, item)
     present = store._with_vectors(collection, list(new)) if new else set()
     embed = [item for id_, item in new.items() if id_ not in present]
     if embed:
-        vectors = embedder.image_features(torch.stack([item.pixels for item in embed])).cpu().numpy()
-        vectors = vectors.astype(np.float32, copy=False)
-        store.check_dim(collection, vectors)
-        store.check_finite(vectors, "the embedder returned", "Nothing was stored. Load the model in float32 or "
+        found = vectors(embed).astype(np.float32, copy=False)
+        store.check_dim(collection, found)
+        store.check_finite(found, "the embedder returned", "Nothing was stored. Load the model in float32 or "
                            "bfloat16 (float16 can overflow).")
-        collection.upsert(ids=[i.id for i in embed], embeddings=vectors,
-                          metadatas=[{"path": i.path, "model_key": embedder.model_key, "source": SOURCE}
-                                     for i in embed])
+        collection.upsert(ids=[i.id for i in embed], embeddings=found,
+                          metadatas=[{"path": i.key, "model_key": model_key, "source": SOURCE} for i in embed])
     summary.embedded += len(embed)
     summary.reused += len(batch) - len(embed)
     known.update(item.id for item in batch)
-    records.upsert(ids=[i.path for i in batch], embeddings=[[1.0]] * len(batch),
-                   metadatas=[{"size": i.size, "mtime_ns": str(i.mtime_ns), "image": i.id} for i in batch])
+    records.upsert(ids=[i.key for i in batch], embeddings=[[1.0]] * len(batch),
+                   metadatas=[{"size": i.size, "mtime_ns": i.mtime_ns, "image": i.id} for i in batch])
 
 
 def _remove_orphans(collection, records) -> int:
