@@ -11,8 +11,9 @@ Measured, each CLI run into a fresh index, in interleaved rounds that rotate who
   (a) the ceiling: `ClipEmbedder.image_features` in this process on already-decoded, preprocessed pixels;
   (b) the command as is (decoding threads), (c) `--workers 0` (decoding in the model's thread), (d) `--ray`
       with one embedding actor, (e) `--ray --ray-workers 2`: each the real CLI in a subprocess, on the sample;
-  then (b) once on the whole library. A CLI rate is the images over the wall time less the run's fixed cost
-  (imports, model load, Ray start), measured as a second run on the then complete index; raw rates beside.
+  then (b) once on the whole library. A CLI rate is the difference in images over the difference in wall time of
+  that run and a run on a few images (one batch), so fixed costs (imports, model load, Ray's start) drop out;
+  raw rates (images over the whole wall time) beside.
 Then a paper model of 10^6 and 10^7 photos on N GPU nodes, from the measured decode cost and stated assumptions.
 """
 from __future__ import annotations
@@ -116,20 +117,22 @@ def cli(folder: Path, db: Path, extra: list[str], env: dict) -> tuple[float, str
     return seconds, ""
 
 
-def measure_cli(folder: Path, n: int, extra: list[str], env: dict, work: Path) -> dict:
-    """One run into a fresh index, then one on the complete index (the fixed cost)."""
-    db = Path(tempfile.mkdtemp(prefix="db-", dir=work))
-    try:
-        wall, error = cli(folder, db, extra, env)
+def measure_cli(folder: Path, n: int, small: Path, s: int, extra: list[str], env: dict, work: Path) -> dict:
+    """A run on the n images of folder and one on the s < n of small, each into a fresh index: the rate is the
+    difference of images over the difference of wall times, so every fixed cost (imports, model load, Ray's start,
+    its actors' model loads) drops out; `fixed_s` is what the small run took beyond its images."""
+    walls = []
+    for where in (small, folder):
+        db = Path(tempfile.mkdtemp(prefix="db-", dir=work))
+        try:
+            wall, error = cli(where, db, extra, env)
+        finally:
+            shutil.rmtree(db, ignore_errors=True)
         if error:
             return {"error": error}
-        fixed, error = cli(folder, db, extra, env)
-        if error:
-            return {"error": error}
-        return {"wall_s": wall, "fixed_s": fixed, "raw_img_s": n / wall,
-                "img_s": n / (wall - fixed) if wall > fixed else float("nan")}
-    finally:
-        shutil.rmtree(db, ignore_errors=True)
+        walls.append(wall)
+    rate = (n - s) / (walls[1] - walls[0]) if walls[1] > walls[0] else float("nan")
+    return {"wall_s": walls[1], "fixed_s": walls[0] - s / rate, "raw_img_s": n / walls[1], "img_s": rate}
 
 
 def ceiling(embedder, paths: list[Path], n: int) -> float:
@@ -212,7 +215,8 @@ def bench_library(n_images: int = 10_000, sample: int = 1000, arch: str = "B/32"
     if len(variants) < len(VARIANTS):
         res["errors"].update({k: "this checkout's command has no --ray" for k in RAY})
     try:
-        sample_dir = linked(paths[:sample], work / "sample")
+        small = max(1, min(batch, sample // 4))
+        sample_dir, small_dir = linked(paths[:sample], work / "sample"), linked(paths[:small], work / "small")
         extra = ["--batch-size", str(batch)]
         for r in range(rounds):
             order = ["a", *variants]
@@ -224,7 +228,7 @@ def bench_library(n_images: int = 10_000, sample: int = 1000, arch: str = "B/32"
                     continue
                 if k in res["errors"]:
                     continue
-                got = measure_cli(sample_dir, sample, VARIANTS[k][1] + extra, {**env}, work)
+                got = measure_cli(sample_dir, sample, small_dir, small, VARIANTS[k][1] + extra, env, work)
                 if "error" in got:
                     res["errors"][k] = got["error"]
                     print(f"  round {r + 1} ({k}) {VARIANTS[k][0]}: not measured: {got['error']}", flush=True)
@@ -232,7 +236,7 @@ def bench_library(n_images: int = 10_000, sample: int = 1000, arch: str = "B/32"
                 res["cli"][k].append(got)
                 print(f"  round {r + 1} ({k}) {VARIANTS[k][0]}: {got['img_s']:.2f} img/s ({got['raw_img_s']:.2f} "
                       f"raw: {got['wall_s']:.1f} s, of which {got['fixed_s']:.1f} s fixed)", flush=True)
-        whole = measure_cli(linked(paths, work / "library"), n_images, extra, env, work)
+        whole = measure_cli(linked(paths, work / "library"), n_images, small_dir, small, extra, env, work)
         res["library"] = whole
         costs = decode_costs(embedder, paths[:sample])
     finally:
