@@ -5,6 +5,9 @@
     python -m tools.bench serve [--arch B/32|L/14|both]   the HTTP service, batched against one request one forward
     python -m tools.bench serve --photofield-ai DIR       the HTTP service against photofield-ai's own main.py (a
                                                           checkout in DIR; pip install -r tools/bench/requirements.txt)
+    python -m tools.bench library [--images N]          `python -m vlsteps.index build` on a generated photo library:
+                                                          vs the model alone, parallel decoding, local Ray, 1->2
+                                                          Ray workers, and a paper model for GPU clusters
     python -m tools.bench runtime [--arch B/32|L/14]      the service's CLIP runtimes, torch vs ONNX Runtime, at batch
                                                           1 and 8 on one and two threads (serve --runtime)
 """
@@ -14,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import index, photofield_ai, runtime, serve, workload
+from . import index, library, photofield_ai, runtime, serve, workload
 
 
 def main(argv=None) -> None:
@@ -44,7 +47,15 @@ def main(argv=None) -> None:
     p.add_argument("--arch", choices=list(workload.ARCHS), default="B/32")
     p.add_argument("--images", type=int, default=16, help="images per batch size, thread count and round (16)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    p = sub.add_parser("library", help="python -m vlsteps.index build on a photo library (issue 22)")
+    p.add_argument("--images", type=int, default=10_000, help="photos in the library (default 10000)")
+    p.add_argument("--sample", type=int, default=1000, help="photos of the compared runs (default 1000)")
+    p.add_argument("--arch", choices=list(workload.ARCHS), default="B/32")
+    p.add_argument("--rounds", type=int, default=2, help="interleaved rounds on the sample (default 2)")
+    p.add_argument("--batch", type=int, default=32, help="--batch-size of every run (default 32)")
     args = parser.parse_args(argv)
+    if args.what == "library":
+        library.bench_library(args.images, args.sample, args.arch, args.rounds, args.batch)
     if args.what == "serve" and args.photofield_ai:
         photofield_ai.bench_photofield_ai(args.photofield_ai, args.requests or 48, args.rounds)
     elif args.what == "serve":
