@@ -1,4 +1,6 @@
 """ClipEmbedder: batched, normalized float32 vectors that match the model's own features."""
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -91,3 +93,21 @@ def test_bf16_model_still_gives_float32_unit_vectors(clip_path):
     v = emb.images([Image.new("RGB", (300, 200), "red")])
     assert v.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1, atol=1e-3)
+
+
+def test_draft_decodes_a_large_jpeg_smaller_but_never_below_the_models_size(embedder, photos):
+    """The indexer's JPEG path (`Pixels(..., draft=True)`): libjpeg's reduced scales, shortest side kept at or above
+    the model's resize, pixels within a small fraction of a grey level of the full decode; other files untouched."""
+    from vlsteps.images import load_image
+    big = io.BytesIO()
+    photos[0].convert("RGB").resize((2000, 1500)).save(big, "JPEG", quality=90)
+    size = embedder.preprocess._plain[0]
+    drafted = load_image(big.getvalue(), draft=size)
+    assert drafted.size == (500, 375) and min(drafted.size) >= size
+    assert load_image(big.getvalue()).size == (2000, 1500)
+    png = io.BytesIO()
+    photos[0].convert("RGB").resize((2000, 1500)).save(png, "PNG")
+    assert load_image(png.getvalue(), draft=size).size == (2000, 1500)
+    full, fast = embedder.preprocess(big.getvalue()), embedder.preprocess(big.getvalue(), draft=True)
+    assert full.shape == fast.shape
+    assert 0 < (full - fast).abs().mean() < 0.02     # normalised units: one grey level is about 0.05

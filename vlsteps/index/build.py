@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..images import MAX_BYTES, ImageLoadError, load_image
+from ..images import MAX_BYTES, ImageLoadError
 from ..net import AddressPolicy, FetchError, fetch
 from . import store
 
@@ -150,7 +150,7 @@ def read(entry: Pending, known: set[str], pixels: Callable) -> Item | tuple[str,
         data = (fetch(entry.key, max_bytes=MAX_BYTES, policy=AddressPolicy.from_env()) if is_url(entry.key)
                 else Path(entry.key).read_bytes())
         id_ = file_id(data)
-        tensor = None if id_ in known else pixels(load_image(data))
+        tensor = None if id_ in known else pixels(data, draft=True)
     except (ImageLoadError, OSError, FetchError) as e:
         return entry.key, str(e).removeprefix(f"{entry.key}: ") or type(e).__name__
     return Item(entry.key, len(data) if is_url(entry.key) else entry.size, entry.mtime_ns, id_, tensor)
@@ -182,7 +182,7 @@ class Local:
         with ThreadPoolExecutor(max_workers=self.workers) if self.workers else _Inline() as pool:
             window: deque = deque()
             for entry in todo:
-                window.append(pool.submit(read, entry, known, self.embedder.pixels))
+                window.append(pool.submit(read, entry, known, self.embedder.preprocess))
                 while len(window) >= 2 * batch_size:
                     yield window.popleft().result()
             while window:
