@@ -53,9 +53,10 @@ def main(argv=None) -> None:
     p.add_argument("--arch", choices=list(workload.ARCHS), default="B/32")
     p.add_argument("--rounds", type=int, default=2, help="interleaved rounds on the sample (default 2)")
     p.add_argument("--batch", type=int, default=32, help="--batch-size of every run (default 32)")
+    p.add_argument("--no-ray", dest="ray", action="store_false", help="leave out the two Ray runs (d, e)")
     args = parser.parse_args(argv)
     if args.what == "library":
-        library.bench_library(args.images, args.sample, args.arch, args.rounds, args.batch)
+        library.bench_library(args.images, args.sample, args.arch, args.rounds, args.batch, ray=args.ray)
     if args.what == "serve" and args.photofield_ai:
         photofield_ai.bench_photofield_ai(args.photofield_ai, args.requests or 48, args.rounds)
     elif args.what == "serve":

@@ -197,7 +197,7 @@ def ray_offered(env: dict) -> bool:
 
 
 def bench_library(n_images: int = 10_000, sample: int = 1000, arch: str = "B/32", rounds: int = 2,
-                  batch: int = 32, root: Path | None = None) -> dict:
+                  batch: int = 32, root: Path | None = None, ray: bool = True) -> dict:
     import torch
 
     from vlsteps.embed import ClipEmbedder
@@ -217,10 +217,12 @@ def bench_library(n_images: int = 10_000, sample: int = 1000, arch: str = "B/32"
     embedder = ClipEmbedder.from_pretrained(models / registry.get("clip").folder, model_key="clip",
                                             batch_size=batch)
     work = Path(tempfile.mkdtemp(prefix="runs-", dir=root))
-    variants = [k for k in VARIANTS if k not in RAY or ray_offered(env)]
     res: dict = {"rates": {"a": []}, "cli": {k: [] for k in VARIANTS}, "errors": {}}
-    if len(variants) < len(VARIANTS):
+    if not ray:
+        res["errors"].update({k: "left out (--no-ray)" for k in RAY})
+    elif not ray_offered(env):
         res["errors"].update({k: "this checkout's command has no --ray" for k in RAY})
+    variants = [k for k in VARIANTS if k not in res["errors"]]
     try:
         small = max(1, min(batch, sample // 4))
         sample_dir, small_dir = linked(paths[:sample], work / "sample"), linked(paths[:small], work / "small")
