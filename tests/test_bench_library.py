@@ -1,7 +1,6 @@
-"""`python -m tools.bench library` end to end on a tiny library: the photo-like JPEGs (made once, a lost one made
-again identically), every measurement it prints (the Ray ones wherever the command has --ray) and the paper model."""
+"""`python -m tools.bench library`'s photo library: photo-like JPEGs, made once, a lost one made again identically.
+(The benchmark itself is run by hand: end to end it takes minutes, on a real-size CLIP.)"""
 from __future__ import annotations
-
 
 from PIL import Image
 

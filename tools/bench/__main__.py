@@ -54,8 +54,13 @@ def main(argv=None) -> None:
     p.add_argument("--rounds", type=int, default=2, help="interleaved rounds on the sample (default 2)")
     p.add_argument("--batch", type=int, default=32, help="--batch-size of every run (default 32)")
     p.add_argument("--no-ray", dest="ray", action="store_false", help="leave out the two Ray runs (d, e)")
+    p.add_argument("--kills", type=int, metavar="N",
+                   help="instead: kill the command N times at random moments of a run on the whole library, "
+                        "then check the index holds each photo exactly once")
     args = parser.parse_args(argv)
-    if args.what == "library":
+    if args.what == "library" and args.kills:
+        library.kill_and_resume(args.images, args.kills, args.arch, args.batch)
+    elif args.what == "library":
         library.bench_library(args.images, args.sample, args.arch, args.rounds, args.batch, ray=args.ray)
     if args.what == "serve" and args.photofield_ai:
         photofield_ai.bench_photofield_ai(args.photofield_ai, args.requests or 48, args.rounds)

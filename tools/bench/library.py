@@ -256,6 +256,73 @@ def bench_library(n_images: int = 10_000, sample: int = 1000, arch: str = "B/32"
     return res
 
 
+def kill_and_resume(n_images: int = 10_000, kills: int = 5, arch: str = "B/32", batch: int = 32,
+                    root: Path | None = None, seed: int = 0) -> dict:
+    """Issue 22's resumability on the whole library: the command killed with SIGKILL at `kills` random moments of
+    its run (each next run resuming), then run to the end; the index must then hold each photo exactly once (one
+    id per distinct file content, one vector per id, every file recorded pointing to a stored vector). Prints
+    what each killed run had stored. tests/test_index_kills.py checks the same on a small library, vectors too."""
+    import random
+    import signal
+
+    import chromadb
+
+    from vlsteps.index import build
+    root = Path(root or outputs_dir() / "bench-library")
+    paths = make_library(root, n_images)
+    models = model_folder(root, arch)
+    env = {**os.environ, "VLSTEPS_MODELS_DIR": str(models), "VLSTEPS_STANDINS": "0", "VLSTEPS_CHROMA_URL": "",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]),
+                                          os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    work = Path(tempfile.mkdtemp(prefix="kills-", dir=root))
+    rng = random.Random(seed)
+    try:
+        folder, db = linked(paths, work / "library"), work / "db"
+        cmd = [sys.executable, "-m", "vlsteps.index", "build", str(folder), "--chroma", str(db), "--batch-size",
+               str(batch)]
+        stored = []
+        for k in range(kills):
+            delay = rng.uniform(20.0, 90.0)          # past the imports and the model load, into the embedding
+            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                proc.wait(timeout=delay)
+                raise RuntimeError(f"run {k + 1} ended before it was killed: raise the library's size")
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+            stored.append(_count(chromadb, db))
+            print(f"  run {k + 1} killed (SIGKILL) after {delay:.0f} s: {stored[-1]} vectors stored so far", flush=True)
+        start = time.perf_counter()
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        print(f"  last run: exit {done.returncode} in {time.perf_counter() - start:.0f} s: "
+              f"{done.stdout.strip().splitlines()[0] if done.stdout.strip() else done.stderr[-300:]}", flush=True)
+        client = chromadb.PersistentClient(path=str(db))
+        vectors = next(c for c in client.list_collections() if not c.name.startswith("files-"))
+        records = client.get_collection(f"files-{vectors.name}"[:512])
+        ids = set(build._all(vectors)[0])
+        rec_ids, rec_metas = build._all(records)
+        contents = {build.file_id(p.read_bytes()) for p in paths}
+        wanted = {str(p.absolute()) for p in folder.iterdir()}
+        res = {"kills": stored, "vectors": vectors.count(), "distinct contents": len(contents),
+               "records": len(rec_ids), "files": len(paths),
+               "each photo once": vectors.count() == len(ids) == len(contents) and ids == contents
+               and set(rec_ids) == wanted and {m["image"] for m in rec_metas} == ids}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"after {kills} kills and a last run: {res['vectors']} vectors for {res['distinct contents']} distinct "
+          f"photos, {res['records']} file records for {res['files']} files; each photo exactly once: "
+          f"{res['each photo once']}")
+    return res
+
+
+def _count(chromadb, db: Path) -> int:
+    """Vectors in the index folder now (0 before the first batch is stored)."""
+    if not db.exists():
+        return 0
+    client = chromadb.PersistentClient(path=str(db))
+    return sum(c.count() for c in client.list_collections() if not c.name.startswith("files-"))
+
+
 def _best(runs: list[dict]) -> float | None:
     return max((r["img_s"] for r in runs), default=None)
 
