@@ -20,15 +20,19 @@ from vlsteps.serve.loadtest import free_port
 HIT = re.compile(r"^(-?\d\.\d{4})  (.+)$")     # a cosine: -1 to 1
 
 
+def scene_library(folder: Path, n: int, seed: int = 0, size: int = 48, copied: int = 0) -> Path:
+    """n held-out world scenes as folder/scene<i>.png, and scene `copied` again as folder/sub/copy.png."""
+    (folder / "sub").mkdir(parents=True)
+    for i, scene in enumerate(world.scenes(n, seed, "test")):
+        world.draw(scene, size=size).save(folder / f"scene{i}.png")
+    shutil.copy(folder / f"scene{copied}.png", folder / "sub" / "copy.png")
+    return folder
+
+
 @pytest.fixture
 def library(tmp_path):
     """Six scenes as PNGs, one of them copied into a subfolder."""
-    folder = tmp_path / "photos"
-    (folder / "sub").mkdir(parents=True)
-    for i, scene in enumerate(world.scenes(6, 0, "test")):
-        world.draw(scene, size=48).save(folder / f"scene{i}.png")
-    shutil.copy(folder / "scene0.png", folder / "sub" / "copy.png")
-    return folder
+    return scene_library(tmp_path / "photos", 6)
 
 
 def run(capsys, *argv) -> tuple[int, str, str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vlsteps import index, world
+from test_index_cli import scene_library
+
+from vlsteps import index
 from vlsteps.index import build
 
 BAR = "embedding"             # the progress bar's label: the run has read the index and decides what to embed
@@ -98,12 +99,7 @@ def vectors(db: Path, embedder) -> tuple[dict[str, np.ndarray], dict[str, str]]:
 @pytest.fixture
 def library(tmp_path):
     """60 scenes as PNGs and a copy of one of them."""
-    folder = tmp_path / "photos"
-    (folder / "sub").mkdir(parents=True)
-    for i, scene in enumerate(world.scenes(60, 22, "test")):
-        world.draw(scene, size=96).save(folder / f"scene{i:02d}.png")
-    shutil.copy(folder / "scene07.png", folder / "sub" / "copy.png")
-    return folder
+    return scene_library(tmp_path / "photos", 60, seed=22, size=96, copied=7)
 
 
 def test_five_kills_at_random_moments_then_a_full_run_equal_one_clean_run(library, tmp_path, embedder):

@@ -4,28 +4,23 @@ message that says how to install it."""
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from test_index_cli import file_hash, run
+from test_index_cli import file_hash, run, scene_library
 from test_index_urls import image_server, scene_files, url_list
 
-from vlsteps import index, world
+from vlsteps import index
 from vlsteps.index.ray_runner import RayRunner
 
 
 @pytest.fixture
 def big_library(tmp_path):
     """Twenty scenes as PNGs, one copied, one broken file."""
-    folder = tmp_path / "photos"
-    (folder / "sub").mkdir(parents=True)
-    for i, scene in enumerate(world.scenes(20, 0, "test")):
-        world.draw(scene, size=48).save(folder / f"scene{i:02d}.png")
-    shutil.copy(folder / "scene00.png", folder / "sub" / "copy.png")
+    folder = scene_library(tmp_path / "photos", 20)
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
     return folder
 
