@@ -105,6 +105,14 @@ def model_folder(root: Path, arch: str) -> Path:
     return models
 
 
+def command_env(models: Path) -> dict:
+    """The environment of a `python -m vlsteps.index` run: this checkout, the random-weight CLIP in `models`,
+    stand-ins off, the embedded index."""
+    return {**os.environ, "VLSTEPS_MODELS_DIR": str(models), "VLSTEPS_STANDINS": "0", "VLSTEPS_CHROMA_URL": "",
+            "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]),
+                                           os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+
+
 def cli(folder: Path, db: Path, extra: list[str], env: dict) -> tuple[float, str]:
     """Seconds the command took, and its error ('' when it succeeded)."""
     cmd = [sys.executable, "-m", "vlsteps.index", "build", str(folder), "--chroma", str(db), *extra]
@@ -210,9 +218,7 @@ def bench_library(n_images: int = 10_000, sample: int = 1000, arch: str = "B/32"
           f"sample {sample}, CLIP {arch} (random weights), batch {batch}, {rounds} round(s)", flush=True)
     paths = make_library(root, n_images)
     models = model_folder(root, arch)
-    env = {**os.environ, "VLSTEPS_MODELS_DIR": str(models), "VLSTEPS_STANDINS": "0", "VLSTEPS_CHROMA_URL": "",
-           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]),
-                                          os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    env = command_env(models)
     from vlsteps import registry
     embedder = ClipEmbedder.from_pretrained(models / registry.get("clip").folder, model_key="clip",
                                             batch_size=batch)
@@ -271,9 +277,7 @@ def kill_and_resume(n_images: int = 10_000, kills: int = 5, arch: str = "B/32", 
     root = Path(root or outputs_dir() / "bench-library")
     paths = make_library(root, n_images)
     models = model_folder(root, arch)
-    env = {**os.environ, "VLSTEPS_MODELS_DIR": str(models), "VLSTEPS_STANDINS": "0", "VLSTEPS_CHROMA_URL": "",
-           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]),
-                                          os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    env = command_env(models)
     work = Path(tempfile.mkdtemp(prefix="kills-", dir=root))
     rng = random.Random(seed)
     try:
