@@ -1,0 +1,1 @@
+"""Fine-tuning a pretrained vision-language model with LoRA / QLoRA adapters (notebooks/finetune.ipynb)."""
