@@ -9,12 +9,14 @@ before the language model's backward starts). Memory at the peak of one training
     weights      full: 2 per parameter (16-bit); LoRA: 2 per base parameter + the adapters at peft's dtype;
                  QLoRA: the base as bitsandbytes stores it in 4-bit NF4 (`sizes.weight_bytes(key, "4-bit")`)
                  + the adapters
-    state        full: 14 per trained parameter (16-bit gradient, float32 master copy, AdamW's two float32
-                 moments); LoRA/QLoRA: 3x the adapters' bytes (gradient and two moments at the adapters' dtype)
+    state        full (trains all but the vision tower): 14 per trained parameter (16-bit gradient, float32
+                 master copy, AdamW's two float32 moments); LoRA/QLoRA: 3x the adapters' bytes (gradient and two
+                 moments at their dtype)
     activations  a 16-bit hidden state per checkpointed language-model layer (batch x tokens x hidden x 2)
                  + one layer's working set while it is recomputed (every Linear's input and output, 16-bit, and
-                 the attention scores) + the logits for the loss (batch x tokens x vocab x LOGIT_BYTES);
-                 trained blocks outside the language model (the Q-Former in full fine-tuning) keep all theirs
+                 the attention scores as eager attention keeps them) + the logits for the loss
+                 (batch x tokens x vocab x LOGIT_BYTES); trained blocks outside the language model (the Q-Former
+                 in full fine-tuning) keep all theirs
     total        weights + state + activations + CUDA_CONTEXT_GB
 
 QLoRA keeps the parameters bitsandbytes leaves unquantized in 16 bits (peft's `prepare_model_for_kbit_training`
