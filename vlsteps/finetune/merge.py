@@ -65,7 +65,7 @@ def merge(model, path, key: str):
     advice = f"it was made for another model (a stand-in's does not fit the real checkpoint): train one on '{key}'."
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")         # peft's "missing adapter keys": refused below instead
+            warnings.filterwarnings("ignore", "Found missing adapter keys")     # peft's: refused below instead
             adapted = PeftModel.from_pretrained(model, str(folder))
         with safe_open(str(folder / WEIGHTS), "pt") as f:
             saved = set(f.keys())
