@@ -1,4 +1,5 @@
-"""`python -m vlsteps.serve [--host 127.0.0.1] [--port 5000] [--runtime torch|onnx]`: run the service with uvicorn."""
+"""`python -m vlsteps.serve [--host 127.0.0.1] [--port 5000] [--runtime torch|onnx] [--adapter KEY=PATH ...]`: run the
+service with uvicorn."""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +7,9 @@ import dataclasses
 import logging
 
 from .. import paths
-from .settings import RUNTIMES, Settings
+from ..checkpoint import ModelNotFoundError
+from ..finetune.merge import AdapterError
+from .settings import RUNTIMES, Settings, adapter_entry
 
 
 def main(argv=None) -> None:
@@ -17,12 +20,16 @@ def main(argv=None) -> None:
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--runtime", choices=RUNTIMES, help="what CLIP runs on: torch, or onnx (ONNX Runtime, faster "
                                                              "on a CPU); default VLSTEPS_SERVE_RUNTIME, else torch")
+    parser.add_argument("--adapter", action="append", default=[], metavar="KEY=PATH",
+                        help="merge the LoRA adapter saved in folder PATH (PeftModel.save_pretrained) into caption "
+                             "model KEY when the service starts; repeatable; adds to VLSTEPS_SERVE_ADAPTERS")
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
+        adapters = {**settings.adapters, **dict(map(adapter_entry, args.adapter))}
     except ValueError as e:
         parser.error(str(e))
-    settings = dataclasses.replace(settings, runtime=args.runtime or settings.runtime)
+    settings = dataclasses.replace(settings, runtime=args.runtime or settings.runtime, adapters=adapters)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     log = logging.getLogger("vlsteps.serve")
     if paths.standins_allowed():
@@ -34,7 +41,8 @@ def main(argv=None) -> None:
     from .app import create_app
     try:
         app = create_app(settings)
-    except ImportError as e:            # --runtime onnx without onnxruntime: what to install
+    # --runtime onnx without onnxruntime: what to install; an --adapter that does not fit, or whose model is missing
+    except (ImportError, AdapterError, ModelNotFoundError) as e:
         parser.error(str(e))
     log.info("serving on http://%s:%d (docs at /docs); CLIP on %s", args.host, args.port, settings.runtime)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)

@@ -6,6 +6,7 @@ import asyncio
 import hmac
 import logging
 import time
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None, pool: ModelPool | None = None) 
     app.state.settings = settings
     app.state.threads = threads.choose(settings.threads)
     app.state.pool = pool or ModelPool(settings, app.state.threads["prepare_threads"])
+    app.state.pool.load_adapted()
     errors.install(app)
 
     @app.middleware("http")
@@ -135,6 +137,7 @@ def service_status(app: FastAPI) -> dict:
     """What is served from where: for each model whether a real checkpoint is there or a stand-in would be used."""
     settings, pool = app.state.settings, app.state.pool
     keys = ["clip", *dict.fromkeys(m.key for m in captioners.MODELS.values())]
+    adapters = {captioners.MODELS[name].key: Path(path).name for name, path in settings.adapters.items()}
     served = {}
     for key in keys:
         real = bool(settings.clip_dir) if key == "clip" and settings.clip_dir else checkpoint.is_real(key)
@@ -143,7 +146,8 @@ def service_status(app: FastAPI) -> dict:
         served[key] = {"repo_id": registry.get(key).repo_id, "real_checkpoint": real, "standin": standin,
                        # before it loads: whether its stand-in will be built with learned weights
                        "learned": standin and (source["learned"] if source else learned.record(key) is not None),
-                       "loaded": source is not None, "runtime": settings.runtime if key == "clip" else "torch"}
+                       "loaded": source is not None, "runtime": settings.runtime if key == "clip" else "torch",
+                       "adapter": adapters.get(key)}     # the LoRA adapter folder merged in, by name
     standins = {k: v["learned"] for k, v in sorted(served.items()) if v["standin"]}
     return {"standins_in_use": bool(standins),
             "warning": f"STAND-INS: {summary(standins)}" if standins else None,

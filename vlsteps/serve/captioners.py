@@ -101,14 +101,17 @@ def _shape_key(inputs: dict) -> tuple:
                  for k, v in sorted(inputs.items()) if k != "image_grid_thw")
 
 
-def load(key: str, path, max_new_tokens: int = 30) -> Captioner:
+def load(key: str, path, max_new_tokens: int = 30, adapter=None) -> Captioner:
     """The captioner for registry key `key` from the model folder `path`, loaded and prompted by its card's `serve`
-    (as its notebook does), in the dtype its notebook uses."""
+    (as its notebook does), in the dtype its notebook uses; with the LoRA adapter folder `adapter` merged in."""
     card = registry.get(key)
     if card.serve is None:
         raise KeyError(f"No caption model {key!r}; served: {', '.join(MODELS)}")
     device = pick_device()
     parts = card.serve(path, pick_dtype(key, device), device)
+    if adapter:
+        from ..finetune.merge import merge
+        parts["model"] = merge(parts["model"], adapter, key)
     edge = resolution(parts.pop("image_processor", None))
     return Captioner(**parts, max_new_tokens=max_new_tokens, resolution=edge)
 

@@ -75,7 +75,21 @@ class ModelPool:
         key = captioners.MODELS[name].key
         # A stand-in's caption is noise: a few tokens say as much (the notebooks cap theirs the same way).
         return self._get(name, lambda: captioners.load(key, self.folder(key),
-                                                       token_budget(self.folder(key), self.settings.max_new_tokens)))
+                                                       token_budget(self.folder(key), self.settings.max_new_tokens),
+                                                       self.settings.adapters.get(name)))
+
+    def load_adapted(self) -> None:
+        """The caption models given an adapter, loaded and merged now: a bad adapter stops the service at start, with
+        what to do, rather than failing every request for that model."""
+        from ..finetune.merge import AdapterError, check
+        for name, path in self.settings.adapters.items():
+            if name not in captioners.MODELS:
+                raise AdapterError(f"Adapter {name}={path}: '{name}' is not a served caption model; adapters merge "
+                                   f"into {', '.join(captioners.MODELS)}.")
+            check(path, captioners.MODELS[name].key)
+        for name, path in self.settings.adapters.items():
+            self.captioner(name)
+            log.info("'%s' runs with the LoRA adapter %s merged in", name, path)
 
     def collection(self):
         """The Chroma collection of this CLIP's vectors (`vlsteps.index`; the one clip.ipynb fills)."""

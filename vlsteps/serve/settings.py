@@ -31,6 +31,24 @@ def _runtime() -> str:
     return raw
 
 
+def adapter_entry(text: str) -> tuple[str, str]:
+    """One `KEY=PATH` (--adapter, VLSTEPS_SERVE_ADAPTERS): a served caption model's key and a LoRA adapter folder."""
+    key, _, path = text.partition("=")
+    if not key.strip() or not path.strip():
+        raise ValueError(f"adapter {text!r} is not KEY=PATH: a caption model's key and the folder its LoRA adapter "
+                         "was saved to, such as blip2=outputs/finetune/blip2/adapter")
+    return key.strip(), path.strip()
+
+
+def _adapters() -> dict[str, str]:
+    """VLSTEPS_SERVE_ADAPTERS: KEY=PATH entries separated as in PATH (':', on Windows ';')."""
+    raw = os.environ.get(PREFIX + "ADAPTERS", "")
+    try:
+        return dict(adapter_entry(text) for text in raw.split(os.pathsep) if text.strip())
+    except ValueError as e:
+        raise ValueError(f"{PREFIX}ADAPTERS: {e}") from None
+
+
 def _notebook_run() -> str:
     return str(outputs_dir() / "captioner" / "shapes_default")
 
@@ -56,6 +74,8 @@ class Settings:
     clip_dir: str = ""          # a CLIP folder to serve instead of model_dir("clip") (the benchmark's models)
     labels_file: str = ""       # one label per line, instead of ImageNet's 1000 class names
     chroma_path: str = ""       # the on-disk index /search reads; default: vlsteps.index's (outputs_dir()/chroma)
+    # caption model key -> the LoRA adapter folder merged into it when it loads (vlsteps.finetune.merge)
+    adapters: dict[str, str] = field(default_factory=dict)
     # The trained run POST /caption uses; default: the one notebooks/captioner.ipynb trains.
     captioner_run: str = field(default_factory=lambda: _notebook_run())
     policy: AddressPolicy = field(default_factory=lambda: AddressPolicy(allow_private=False))
@@ -77,5 +97,6 @@ class Settings:
                    body_timeout_s=_number("BODY_TIMEOUT_S", cls.body_timeout_s, float),
                    clip_dir=os.environ.get(PREFIX + "CLIP_DIR", ""),
                    labels_file=os.environ.get(PREFIX + "LABELS", ""),
+                   adapters=_adapters(),
                    captioner_run=os.environ.get(PREFIX + "CAPTIONER_RUN") or _notebook_run(),
                    policy=AddressPolicy.from_env())
