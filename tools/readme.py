@@ -1,6 +1,7 @@
-"""Regenerate the README's notebook, model and measured-size tables from the notebook list, the registry, the
-computed sizes (`vlsteps.sizes`) and the committed dry-run measurements; and vlsteps/architectures/computed.json,
-those computed sizes kept for `download_models.sh --list`, which then needs no torch.
+"""Regenerate the README's notebook, model, measured-size and fine-tuning memory tables from the notebook list, the
+registry, the computed sizes (`vlsteps.sizes`, `vlsteps.finetune.memory`) and the committed dry-run measurements;
+and vlsteps/architectures/computed.json, those computed sizes kept for `download_models.sh --list`, which then needs
+no torch.
 
     python -m tools.readme          rewrite README.md and computed.json in place
     python -m tools.readme --check  exit 1 if either is out of date
@@ -13,6 +14,7 @@ import sys
 
 from vlsteps import architectures, registry, sizes
 from vlsteps.files import atomic_write
+from vlsteps.finetune import memory
 from vlsteps.paths import REPO_ROOT
 from vlsteps.standins import learned
 
@@ -65,7 +67,7 @@ def offline_table() -> str:
 
 
 TABLES = {"notebooks": notebook_table, "offline": offline_table, "models": size_tables.model_table,
-          "measured": size_tables.measured_table}
+          "measured": size_tables.measured_table, "finetune": memory.readme_table}
 
 
 def render(text: str) -> str:
