@@ -17,9 +17,10 @@ SIZES = {"small": 0.13, "large": 0.22}            # radius, as a fraction of the
 COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (50, 80, 220), "yellow": (230, 200, 40),
            "purple": (140, 60, 180)}
 SHAPES = ("circle", "square", "triangle")
-# Drawn only when asked for (`with_new_shape`), never in a stand-in's training world: the concept
-# notebooks/finetune.ipynb teaches a pretrained stand-in with an adapter.
-NEW_SHAPE = "star"
+# A colour drawn only when asked for (`with_new_colour`), never in a stand-in's training world: the concept that
+# notebooks/finetune.ipynb teaches a pretrained stand-in with an adapter (a colour, because every stand-in tells the
+# world's colours apart, and its word, because no stand-in has ever written it).
+NEW_COLOUR, NEW_RGB = "black", (25, 25, 25)
 RELATIONS = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
 # Never drawn in the training, validation or iid test scenes; every colour and every shape still is.
 HELD_OUT = frozenset({("red", "square"), ("green", "triangle"), ("blue", "circle")})
@@ -112,31 +113,21 @@ def draw(scene: Scene, size: int = 64) -> Image.Image:
     image = Image.new("RGB", (size, size), (235, 235, 235))
     pen = ImageDraw.Draw(image)
     for thing, (x1, y1, x2, y2) in zip(scene.things, boxes(scene, size)):
-        fill = COLOURS[thing.colour]
+        fill = NEW_RGB if thing.colour == NEW_COLOUR else COLOURS[thing.colour]
         if thing.shape == "circle":
             pen.ellipse([x1, y1, x2, y2], fill=fill)
         elif thing.shape == "square":
             pen.rectangle([x1, y1, x2, y2], fill=fill)
-        elif thing.shape == NEW_SHAPE:
-            pen.polygon(_star_points(x1, y1, x2, y2), fill=fill)
         else:
             pen.polygon([((x1 + x2) / 2, y1), (x1, y2), (x2, y2)], fill=fill)
     return image
 
 
-def _star_points(x1: float, y1: float, x2: float, y2: float) -> list[tuple[float, float]]:
-    """A five-pointed star's outline in its box: points on the circle, notches at 0.45 of the radius."""
-    cx, cy, r = (x1 + x2) / 2, (y1 + y2) / 2, (x2 - x1) / 2
-    angles = np.pi / 2 + np.arange(10) * np.pi / 5
-    radii = np.where(np.arange(10) % 2 == 0, r, 0.45 * r)
-    return [(float(cx + q * np.cos(a)), float(cy - q * np.sin(a))) for q, a in zip(radii, angles)]
-
-
-def with_new_shape(scene: Scene, rng: np.random.Generator) -> Scene:
-    """The scene with one of its shapes (picked by rng) turned into NEW_SHAPE, the same size, colour and place."""
+def with_new_colour(scene: Scene, rng: np.random.Generator) -> Scene:
+    """The scene with one of its shapes (picked by rng) painted NEW_COLOUR, the same size, shape and place."""
     things = list(scene.things)
     i = int(rng.integers(len(things)))
-    things[i] = Thing(things[i].size, things[i].colour, NEW_SHAPE)
+    things[i] = Thing(things[i].size, NEW_COLOUR, things[i].shape)
     return Scene(tuple(things), scene.relation, scene.jitter)
 
 

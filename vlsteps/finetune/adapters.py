@@ -16,8 +16,18 @@ def target_modules(qformer: bool = False) -> str:
     return f"(?:{LANGUAGE_MODEL})|(?:{QFORMER})" if qformer else LANGUAGE_MODEL
 
 
-def lora_config(r: int = 16, qformer: bool = False):
-    """The LoRA adapter the notebook trains: rank r, alpha 2r, dropout 0.05, on target_modules(qformer)."""
+def lora_config(r: int = 16, qformer: bool = False, new_tokens: list[int] = ()):
+    """The LoRA adapter the notebook trains: rank r, alpha 2r, dropout 0.05, on target_modules(qformer); and the
+    rows of `new_tokens` (ids of words the model has never written) in the input embedding and the output layer,
+    trained whole: a low-rank change of attention cannot make a word's output row that was never trained win.
+    Both are named because peft ties the two (they share one matrix in OPT and Qwen2) only when told so."""
     from peft import LoraConfig
+    rows = {"embed_tokens": list(new_tokens), "lm_head": list(new_tokens)} if new_tokens else None
     return LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.05, target_modules=target_modules(qformer),
-                      bias="none")
+                      bias="none", trainable_token_indices=rows)
+
+
+def new_token_ids(tokenizer, words) -> list[int]:
+    """The token ids that write `words` after a space (as they follow a prompt), without special tokens."""
+    ids = {i for word in words for i in tokenizer(" " + word, add_special_tokens=False).input_ids}
+    return sorted(ids)
