@@ -11,7 +11,7 @@ TEST_ENV := VLSTEPS_STANDINS=1 VLSTEPS_MODELS_DIR=$(CURDIR)/build/test-models \
             ANONYMIZED_TELEMETRY=False PYTHONHASHSEED=0
 
 .PHONY: run test venv standins lab readme clean notebooks sync bench lavis-env lavis-smoke browser-deps \
-        check-python train-captioner serve sizes index
+        check-python train-captioner serve sizes index finetune
 
 venv: $(STAMP)
 
@@ -92,3 +92,7 @@ notebooks: $(STAMP) lavis-env
 # Rewrite only the generated parts (Colab badge, size table, install cell); nothing is executed.
 sync: $(STAMP)
 	$(PY) -m tools.runner --sync $(NB)
+
+# Fine-tune a model with a LoRA adapter (notebooks/finetune.ipynb from the shell; resumes): ARGS="--data ~/photos"
+finetune: $(STAMP)
+	VLSTEPS_STANDINS=$${VLSTEPS_STANDINS:-1} HF_HUB_OFFLINE=1 $(PY) -m vlsteps.finetune $(ARGS)

@@ -127,6 +127,7 @@ NOTEBOOKS = [
              own_models=("none: the learner trains its own (its parameters are counted in the notebook)",
                          "nothing", "the learner's model, counted in the notebook", "not needed: trains on a CPU",
                          "not measured")),
+    Notebook("finetune", "Fine-tune BLIP-2 and Qwen2.5-VL with LoRA / QLoRA: a new concept, offline in minutes"),
     Notebook("serve", "Serving: the models as a batched vision service for PhotoPrism and Photofield"),
 ]
 

@@ -331,7 +331,7 @@ def measure(card, folder, n: int = 200) -> dict:
 
 
 CARDS = [
-    Card("blip2", "Salesforce/blip2-opt-2.7b", 15.5, "float16", ("blip2", "instructblip", "serve"),
+    Card("blip2", "Salesforce/blip2-opt-2.7b", 15.5, "float16", ("blip2", "instructblip", "finetune", "serve"),
          standin=standin("blip2", "opt"), summary=summary,
          workload=Workload("1 caption, 30 new tokens, greedy", answer), serve=serve, required=VISION_TEXT,
          training=WorldTraining('answers to questions in "Question: ... Answer:"; a caption with no prompt', train,

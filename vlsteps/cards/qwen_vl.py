@@ -278,7 +278,8 @@ def serve(path, dtype, device) -> dict:
 
 
 CARDS = [
-    Card("qwen-vl", "Qwen/Qwen2.5-VL-3B-Instruct", 7.5, "bfloat16", ("qwen_vl",), standin=build, summary=summary,
+    Card("qwen-vl", "Qwen/Qwen2.5-VL-3B-Instruct", 7.5, "bfloat16", ("qwen_vl", "finetune"), standin=build,
+         summary=summary,
          workload=Workload("1 answer at the chat's max_pixels (504 visual tokens), 16 new tokens, greedy", answer),
          serve=serve, required=VISION_TEXT,
          training=WorldTraining("chat answers to world questions (two turns) and grounding: a JSON box per shape",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..prompts import qa_prompt
 from .data import Example
+from .train import quiet_peft
 
 KEY = "blip2"
 
@@ -12,22 +13,26 @@ def load(folder, quantize: bool = False):
     """(model, processor): float32 on the CPU, float16 on a GPU; with quantize, the language model's linear layers in
     4-bit NF4 (QLoRA's base: bitsandbytes), the rest 16-bit."""
     import torch
+    quiet_peft()
     from transformers import BitsAndBytesConfig, Blip2ForConditionalGeneration, Blip2Processor
     gpu = torch.cuda.is_available()
     dtype = torch.float16 if gpu else torch.float32
-    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype,
-                                      llm_int8_skip_modules=["vision_model", "qformer", "lm_head"]) if quantize else None
+    quantization = BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype,
+        llm_int8_skip_modules=["vision_model", "qformer", "language_projection", "lm_head"]) if quantize else None
     model = Blip2ForConditionalGeneration.from_pretrained(folder, dtype=dtype, quantization_config=quantization,
                                                           device_map="auto" if gpu else None)
     return model, Blip2Processor.from_pretrained(folder)
 
 
-def text(example: Example) -> str:
+# Copied from notebooks/finetune.ipynb: text
+def text(example):
     """What the language model reads before the target: BLIP-2's VQA format for a question, nothing for a caption."""
     return qa_prompt(example.prompt) if example.prompt else ""
 
 
-def batch(processor, examples: list[Example]) -> dict:
+# Copied from notebooks/finetune.ipynb: batch
+def batch(processor, examples):
     """Inputs and labels: the image's query tokens, the prompt and the target with </s>; the loss falls on the target
     and </s> only (-100 elsewhere, padding included)."""
     tok = processor.tokenizer

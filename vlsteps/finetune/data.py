@@ -58,6 +58,34 @@ def score(answers: list[str], examples: list[Example]) -> dict[str, float]:
     return {"new colour named": round(float(np.mean(new)), 3), "old colours kept": round(float(np.mean(old)), 3)}
 
 
+def distinct(examples: list[Example]) -> list[Example]:
+    """One example per image and prompt: a photo with five captions is captioned once."""
+    seen: dict[tuple, Example] = {}
+    for e in examples:
+        seen.setdefault((str(e.image), e.prompt), e)
+    return list(seen.values())
+
+
+def folder_score(answers: list[str], asked: list[Example], examples: list[Example]) -> dict[str, float]:
+    """A learner's test examples, `answers` being the model's to `asked` (= distinct(examples)): the share of exactly
+    right answers to questions, and BLEU-4 and CIDEr of captions against every caption of the same image."""
+    from ..captioner.metrics import caption_scores
+    out = {}
+    questions = [(a, e) for a, e in zip(answers, asked, strict=True) if e.prompt]
+    if questions:
+        right = sum(a.strip().lower().rstrip(".") == e.target.strip().lower().rstrip(".") for a, e in questions)
+        out["answers right"] = round(right / len(questions), 3)
+    refs: dict[str, list[str]] = {}
+    for e in examples:
+        if not e.prompt:
+            refs.setdefault(str(e.image), []).append(e.target)
+    captioned = [(a, refs[str(e.image)]) for a, e in zip(answers, asked) if not e.prompt]
+    if captioned:
+        hyps, groups = zip(*captioned)
+        out.update({k: round(v, 3) for k, v in caption_scores(list(hyps), list(groups)).items()})
+    return out
+
+
 def read_pairs(path: Path) -> list[tuple[str, str | None, str]]:
     """(image file name, prompt, target) rows: a CSV with image, question and answer columns gives questions; any
     captions file the captioner reads (Flickr token file, captions CSV, COCO captions JSON) gives captions."""
