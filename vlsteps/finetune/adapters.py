@@ -28,6 +28,9 @@ def lora_config(r: int = 16, qformer: bool = False, new_tokens: list[int] = ()):
 
 
 def new_token_ids(tokenizer, words) -> list[int]:
-    """The token ids that write `words` after a space (as they follow a prompt), without special tokens."""
-    ids = {i for word in words for i in tokenizer(" " + word, add_special_tokens=False).input_ids}
+    """The token ids that write `words` after a space (BLIP-2's answer follows its prompt) and at the start of a text
+    (Qwen2.5-VL's answer opens the assistant's turn), without special tokens. The output rows of the form a
+    model's answers do not use are trained too, only to stay unlikely."""
+    ids = {i for word in words for form in (" " + word, word)
+           for i in tokenizer(form, add_special_tokens=False).input_ids}
     return sorted(ids)
