@@ -115,7 +115,8 @@ def test_a_folder_with_questions_splits_by_image(tmp_path):
 def test_a_folder_with_captions_scores_each_image_once(tmp_path):
     names = [f"p{i}.jpg" for i in range(4)]
     write_photos(tmp_path, names)
-    (tmp_path / "captions.txt").write_text("".join(f"{n}#{k}\ta red square on a white table number {k}\n" for n in names for k in range(3)))
+    lines = [f"{n}#{k}\ta red square on a white table number {k}\n" for n in names for k in range(3)]
+    (tmp_path / "captions.txt").write_text("".join(lines))
     split = data.folder(tmp_path)
     asked = data.distinct(split["test"])
     assert len(split["test"]) == 3 and len(asked) == 1

@@ -20,7 +20,8 @@ def lora_config(r: int = 16, qformer: bool = False, new_tokens: list[int] = ()):
     """The LoRA adapter the notebook trains: rank r, alpha 2r, dropout 0.05, on target_modules(qformer); and the
     rows of `new_tokens` (ids of words the model has never written) in the input embedding and the output layer,
     trained whole: a low-rank change of attention cannot make a word's output row that was never trained win.
-    Both are named because peft ties the two (they share one matrix in OPT and Qwen2) only when told so."""
+    Both are named: the two share one matrix in OPT and Qwen2, and peft trains the rows of each (tied into one where
+    the model's config says they are shared, as Qwen2.5-VL's does)."""
     from peft import LoraConfig
     rows = {"embed_tokens": list(new_tokens), "lm_head": list(new_tokens)} if new_tokens else None
     return LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.05, target_modules=target_modules(qformer),

@@ -13,8 +13,9 @@ from .. import world
 from ..captioner.data import find_captions_file, read_captions
 from ..images import load_image
 
-NEW_SHARE = 0.3         # of the world examples that show the new colour: enough to learn it, rare enough to keep the rest
-SIZE = 224              # world images are drawn at BLIP-2's input size; Qwen2.5-VL resizes them to its own grid
+# Of the world examples, the share that shows the new colour: enough to learn it, rare enough to keep the rest.
+NEW_SHARE = 0.3
+SIZE = 224              # BLIP-2's input size; Qwen2.5-VL reads them at this size too (8 x 8 merged patches)
 QA_COLUMNS = ("image", "question", "answer")
 SPLITS = ("train", "val", "test")
 

@@ -97,6 +97,8 @@ def _part(name: str) -> str:
 @cache
 def arch(key: str, r: int = RANK, qformer: bool = False) -> Arch:
     """What the memory needs of registry key `key`'s real architecture (a meta-device build: about a second)."""
+    from .train import quiet_peft
+    quiet_peft()
     import peft
     import torch
     if key not in adapters.KEYS:

@@ -58,7 +58,7 @@ def fit(model, processor, make_batch, examples, steps: int, batch: int = 16, lr:
     from the last save (a finished run just returns its losses)."""
     import torch
     from peft import get_peft_model_state_dict, set_peft_model_state_dict
-    from tqdm.auto import tqdm
+    from huggingface_hub.utils import tqdm   # off where HF_HUB_DISABLE_PROGRESS_BARS is set (copies made to read)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     settings = {"steps": steps, "batch": batch, "lr": lr, "seed": seed, "examples": len(examples),
