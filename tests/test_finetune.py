@@ -136,3 +136,13 @@ def test_bad_folders_get_one_message(tmp_path, capsys, setup, message):
         cli.main(["--data", str(folder), "--out", str(tmp_path / "run")])
     assert message in str(stop.value) and str(stop.value).startswith("finetune: ")
     assert not (tmp_path / "run").exists()
+
+
+def test_the_new_colour_is_drawn_only_where_asked_about_and_never_in_the_world():
+    import numpy as np
+    examples = data.new_colour(60, 0, "train")
+    for e in examples:
+        has_new = bool((np.asarray(e.picture()) == world.NEW_RGB).all(axis=-1).any())
+        assert has_new == (e.target == world.NEW_COLOUR)
+    assert 0.2 < sum(e.target == world.NEW_COLOUR for e in examples) / len(examples) < 0.5
+    assert all(t.colour != world.NEW_COLOUR for s in world.scenes(500, 0, "train", held_out=False) for t in s.things)

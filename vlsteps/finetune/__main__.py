@@ -75,7 +75,7 @@ def main(argv=None) -> dict:
     model, processor = fam.load(folder, quantize=quantized)
     # A 4-bit base is scored after training only: bitsandbytes repacks its weights for inference on a CPU.
     before = None if quantized else scored(fam, model, processor, test)
-    model = adapt(model, args.rank, args.qformer, args.new_word, processor.tokenizer, quantized=quantized)
+    model = adapt(model, args.rank, args.qformer, args.new_word, processor.tokenizer)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     print(f"{args.model} ({folder.name}), {args.method}: {trainable:,} trainable parameters of {total:,} "

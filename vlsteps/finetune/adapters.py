@@ -16,7 +16,7 @@ def target_modules(qformer: bool = False) -> str:
     return f"(?:{LANGUAGE_MODEL})|(?:{QFORMER})" if qformer else LANGUAGE_MODEL
 
 
-def lora_config(r: int = 16, qformer: bool = False, new_tokens: list[int] = ()):
+def lora_config(r: int = 8, qformer: bool = False, new_tokens: list[int] = ()):
     """The LoRA adapter the notebook trains: rank r, alpha 2r, dropout 0.05, on target_modules(qformer); and the
     rows of `new_tokens` (ids of words the model has never written) in the input embedding and the output layer,
     trained whole: a low-rank change of attention cannot make a word's output row that was never trained win.

@@ -19,9 +19,9 @@ before the language model's backward starts). Memory at the peak of one training
                  in full fine-tuning) keep all theirs
     total        weights + state + activations + CUDA_CONTEXT_GB
 
-QLoRA keeps the parameters bitsandbytes leaves unquantized in 16 bits (peft's `prepare_model_for_kbit_training`
-casts them to float32: embeddings and norms would double). Computed, not measured: allocator fragmentation, the
-data loader's tensors and the 16-bit copy of the one 4-bit layer bitsandbytes dequantizes at a time are not counted.
+QLoRA keeps the parameters bitsandbytes leaves unquantized in 16 bits, as `vlsteps.finetune.train.adapt` leaves
+them. Computed, not measured: allocator fragmentation, the data loader's tensors and the 16-bit copy of the one
+4-bit layer bitsandbytes dequantizes at a time are not counted.
 
     print(memory.markdown(memory.table(batch=4, text_tokens=32)))
 """
@@ -38,7 +38,7 @@ METHODS = ("full", "LoRA", "QLoRA")
 BATCH = 4             # images per step: the notebook's batch
 TEXT_TOKENS = 32      # prompt + answer tokens per example: a short question and its answer, or a caption
 IMAGE_SIZE = 448      # Qwen2.5-VL's images resized to 448x448: (448/14)^2 patches, merged 2x2 -> 256 tokens
-RANK = 16             # LoRA rank: adapters.lora_config's default, which the notebook trains
+RANK = 8              # LoRA rank: the notebook's and `python -m vlsteps.finetune`'s
 # (row key, column title, GB): a Colab T4 as Colab reports it; a 24 GB card (RTX 3090/4090, A10G, L4)
 CARDS = (("fits_t4", f"fits a T4 ({sizes.T4_GB:g} GB)", sizes.T4_GB), ("fits_24gb", "fits 24 GB", 24.0))
 HALF = 2              # bytes of a 16-bit value: weights, gradients and activations in mixed precision

@@ -25,18 +25,16 @@ def quiet_peft() -> None:
     warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
 
 
-def adapt(model, r: int = 8, qformer: bool = False, new_words=(), tokenizer=None, quantized: bool = False):
-    """`model` wrapped by peft with the LoRA adapter of `adapters.lora_config` (and the rows of `new_words`), every
-    other weight frozen. A 4-bit base is first made ready for training (its norms in float32, inputs that carry
-    gradients); gradient checkpointing (recompute each layer's activations in the backward pass) is on where a GPU
-    runs, where memory is what runs out."""
+def adapt(model, r: int = 8, qformer: bool = False, new_words=(), tokenizer=None):
+    """`model` (16-bit, or QLoRA's 4-bit base) wrapped by peft with the LoRA adapter of `adapters.lora_config` (and
+    the rows of `new_words`), every other weight frozen. Gradient checkpointing (recompute each layer's activations
+    in the backward pass) is on where a GPU runs, where memory is what runs out. The unquantized parts of a 4-bit base
+    stay 16-bit, as vlsteps.finetune.memory counts them (peft's prepare_model_for_kbit_training would make them
+    float32)."""
     import torch
     quiet_peft()
-    from peft import get_peft_model, prepare_model_for_kbit_training
-    checkpointing = torch.cuda.is_available()
-    if quantized:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    if checkpointing:
+    from peft import get_peft_model
+    if torch.cuda.is_available():
         # transformers 5.23 renamed it (the old name warns); 5.20, the last for Python 3.10, has only the old one
         enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
         enable(gradient_checkpointing_kwargs={"use_reentrant": False})
