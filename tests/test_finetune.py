@@ -140,8 +140,8 @@ def test_bad_folders_get_one_message(tmp_path, capsys, setup, message):
 
 def test_the_new_colour_is_drawn_only_where_asked_about_and_never_in_the_world():
     import numpy as np
-    examples = data.new_colour(60, 0, "train")
-    for e in examples:
+    examples = data.new_colour(300, 0, "train")
+    for e in examples[:60]:
         has_new = bool((np.asarray(e.picture()) == world.NEW_RGB).all(axis=-1).any())
         assert has_new == (e.target == world.NEW_COLOUR)
     assert 0.2 < sum(e.target == world.NEW_COLOUR for e in examples) / len(examples) < 0.5
