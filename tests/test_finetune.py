@@ -146,3 +146,14 @@ def test_the_new_colour_is_drawn_only_where_asked_about_and_never_in_the_world()
         assert has_new == (e.target == world.NEW_COLOUR)
     assert 0.2 < sum(e.target == world.NEW_COLOUR for e in examples) / len(examples) < 0.5
     assert all(t.colour != world.NEW_COLOUR for s in world.scenes(500, 0, "train", held_out=False) for t in s.things)
+
+
+def test_a_photo_that_does_not_decode_stops_the_run_with_one_message(tmp_path):
+    folder = tmp_path / "photos"
+    write_photos(folder, ["a.jpg", "b.jpg", "c.jpg"])
+    (folder / "b.jpg").write_bytes(b"not a jpeg")       # held out or trained on: both stop the same way
+    (folder / "qa.csv").write_text("image,question,answer\n" + "".join(f"{n}.jpg,what is it?,a photo\n" for n in "abc"))
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["--data", str(folder), "--steps", "2", "--batch", "2", "--out", str(tmp_path / "run")])
+    message = str(stop.value)
+    assert message.startswith("finetune: ") and "b.jpg" in message and "continues from its last checkpoint" in message

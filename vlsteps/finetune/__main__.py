@@ -59,35 +59,36 @@ def scored(fam, model, processor, test) -> dict[str, float]:
 
 
 def main(argv=None) -> dict:
-    from ..checkpoint import ModelNotFoundError, model_dir
+    from ..checkpoint import model_dir
+    from ..files import atomic_write
     from .train import ADAPTER, adapt, fit
     args = parse_args(argv)
     try:
         train_set, test = examples(args)
-    except (FileNotFoundError, ValueError) as e:
+        folder = model_dir(args.model)
+    except (FileNotFoundError, ValueError) as e:        # ModelNotFoundError is a FileNotFoundError
         sys.exit(f"finetune: {e}")
     fam = family(args.model)
-    try:
-        folder = model_dir(args.model)
-    except ModelNotFoundError as e:
-        sys.exit(f"finetune: {e}")
     quantized = args.method == "qlora"
     model, processor = fam.load(folder, quantize=quantized)
-    # A 4-bit base is scored after training only: bitsandbytes repacks its weights for inference on a CPU.
-    before = None if quantized else scored(fam, model, processor, test)
-    model = adapt(model, args.rank, args.qformer, args.new_word, processor.tokenizer)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
-    print(f"{args.model} ({folder.name}), {args.method}: {trainable:,} trainable parameters of {total:,} "
-          f"({100 * trainable / total:.2f} %); {len(train_set)} training examples, {len(test)} held out")
-    losses = fit(model, processor, fam.batch, train_set, args.steps, args.batch, args.lr, folder=args.out)
-    after = scored(fam, model, processor, test)
+    try:
+        # A 4-bit base is scored after training only: bitsandbytes repacks its weights for inference on a CPU.
+        before = None if quantized else scored(fam, model, processor, test)
+        model = adapt(model, args.rank, args.qformer, args.new_word, processor.tokenizer)
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in model.parameters())
+        print(f"{args.model} ({folder.name}), {args.method}: {trainable:,} trainable parameters of {total:,} "
+              f"({100 * trainable / total:.2f} %); {len(train_set)} training examples, {len(test)} held out")
+        losses = fit(model, processor, fam.batch, train_set, args.steps, args.batch, args.lr, folder=args.out)
+        after = scored(fam, model, processor, test)
+    except ValueError as e:        # a photo that does not decode (ImageLoadError), a folder of another run's settings
+        sys.exit(f"finetune: {e}. Fix that and run the same command again: it continues from its last checkpoint.")
     model.save_pretrained(args.out / ADAPTER, save_embedding_layers=False)
     size = sum(f.stat().st_size for f in (args.out / ADAPTER).iterdir())
     result = {"model": args.model, "method": args.method, "before": before, "after": after,
               "trainable": trainable, "share": round(trainable / total, 5), "adapter_bytes": size,
               "final_loss": losses[-1], "steps": args.steps}
-    (args.out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write(args.out / "results.json", json.dumps(result, indent=2) + "\n")
     print(f"held out, before: {before if before is not None else 'not scored (4-bit base)'}\n"
           f"held out, after:  {after}\nadapter: {args.out / ADAPTER} ({size / 1e6:.2f} MB); serve it with "
           f"python -m vlsteps.serve --adapter {args.model}={args.out / ADAPTER}")

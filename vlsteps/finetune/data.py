@@ -49,7 +49,6 @@ def new_colour(n: int, seed: int, split: str) -> list[Example]:
     raise ValueError(f"{2 * n} scenes held fewer than {n} colour questions")
 
 
-
 def score(answers: list[str], examples: list[Example]) -> dict[str, float]:
     """The share of right answers about the new colour, and about the colours the model knew before (what
     fine-tuning must not break). Answers are compared lower-cased, without a final full stop."""
