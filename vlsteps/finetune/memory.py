@@ -35,7 +35,7 @@ from .. import architectures, registry, sizes
 from . import adapters
 
 METHODS = ("full", "LoRA", "QLoRA")
-BATCH = 4             # images per step: the notebook's batch
+BATCH = 4             # images per step on a real checkpoint (the stand-ins train 16 at a time: theirs is nothing)
 TEXT_TOKENS = 32      # prompt + answer tokens per example: a short question and its answer, or a caption
 IMAGE_SIZE = 448      # Qwen2.5-VL's images resized to 448x448: (448/14)^2 patches, merged 2x2 -> 256 tokens
 RANK = 8              # LoRA rank: the notebook's and `python -m vlsteps.finetune`'s
