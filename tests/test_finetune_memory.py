@@ -97,3 +97,11 @@ def test_the_readme_shows_the_generated_table():
     block = re.search(r"<!-- finetune:start -->\n(.*?)\n<!-- finetune:end -->", text, re.S)
     assert block and block.group(1) == memory.readme_table()
     assert "| `blip2` | full |" in block.group(1) and "Computed" in block.group(1)
+
+
+def test_gradient_checkpointing_is_what_lets_qwen_lora_fit_a_t4():
+    rows = memory.table()
+    assert all(r["unchecked_activations_gb"] > r["activations_gb"] for r in rows)
+    qwen = next(r for r in rows if r["model"] == "qwen-vl" and r["method"] == "LoRA")
+    assert qwen["fits_t4"]
+    assert qwen["total_gb"] - qwen["activations_gb"] + qwen["unchecked_activations_gb"] > 15.0

@@ -141,11 +141,18 @@ def _layer_bytes(s: Stack, batch: int, tokens: int, lora: bool) -> int:
     return HALF * batch * (tokens * (s.lora_width if lora else s.width) + s.heads * tokens ** 2)
 
 
-def activation_bytes(a: Arch, method: str, batch: int, text_tokens: int, qformer: bool = False) -> int:
+def activation_bytes(a: Arch, method: str, batch: int, text_tokens: int, qformer: bool = False,
+                     checkpointing: bool = True) -> int:
+    """With gradient checkpointing, one hidden state per language-model layer and one layer's working set at a time;
+    without, every layer's working set is kept for the backward pass."""
     lora = method != "full"
     language = [s for s in a.stacks if s.part != "qformer"]
-    checkpoints = sum(HALF * batch * _tokens(a, s.part, text_tokens) * s.hidden * s.layers for s in language)
-    recompute = max(_layer_bytes(s, batch, _tokens(a, s.part, text_tokens), lora) for s in language)
+    if checkpointing:
+        checkpoints = sum(HALF * batch * _tokens(a, s.part, text_tokens) * s.hidden * s.layers for s in language)
+        recompute = max(_layer_bytes(s, batch, _tokens(a, s.part, text_tokens), lora) for s in language)
+    else:
+        checkpoints = sum(s.layers * _layer_bytes(s, batch, _tokens(a, s.part, text_tokens), lora) for s in language)
+        recompute = 0
     logits = LOGIT_BYTES * batch * _tokens(a, "decoder", text_tokens) * a.vocab
     trained_qformer = sum(s.layers * _layer_bytes(s, batch, a.query_tokens, lora) for s in a.stacks
                           if s.part == "qformer" and (qformer or not lora))
@@ -166,10 +173,12 @@ def row(key: str, method: str, batch: int = BATCH, text_tokens: int = TEXT_TOKEN
         base = HALF * a.params if method == "LoRA" else sizes.weight_bytes(key, "4-bit")
         weights, state = base + a.adapter_bytes, ADAPTER_STATE * a.adapter_bytes
     activations = activation_bytes(a, method, batch, text_tokens, qformer)
+    kept = activation_bytes(a, method, batch, text_tokens, qformer, checkpointing=False)
     total = weights + state + activations + CUDA_CONTEXT_GB * sizes.GB
     out = {"model": key, "method": method, "batch": batch, "tokens": a.image_tokens + text_tokens,
            "trainable": trained, "trainable_pct": 100 * trained / a.params, "weights_gb": weights / sizes.GB,
-           "state_gb": state / sizes.GB, "activations_gb": activations / sizes.GB, "total_gb": total / sizes.GB}
+           "state_gb": state / sizes.GB, "activations_gb": activations / sizes.GB, "total_gb": total / sizes.GB,
+           "unchecked_activations_gb": kept / sizes.GB}
     return out | {name: total / sizes.GB <= gb for name, _, gb in CARDS}
 
 
@@ -186,12 +195,13 @@ def _share(pct: float) -> str:
 def markdown(rows: list[dict]) -> str:
     """The table as markdown (it reads as plain text too), for the README and the notebook."""
     lines = [f"| model | method | trainable parameters | share of all | weights | gradients + optimizer state | "
-             f"activations | total | {' | '.join(title for _, title, _ in CARDS)} |", "|---" * (8 + len(CARDS)) + "|"]
+             f"activations | total | {' | '.join(title for _, title, _ in CARDS)} | activations without gradient "
+             "checkpointing |", "|---" * (9 + len(CARDS)) + "|"]
     for x in rows:
         gb = " | ".join(f"{x[k]:.2f} GB" for k in ("weights_gb", "state_gb", "activations_gb", "total_gb"))
         fits = " | ".join("yes" if x[name] else "no" for name, _, _ in CARDS)
         lines.append(f"| `{x['model']}` | {x['method']} | {sizes.format_params(x['trainable'])} | "
-                     f"{_share(x['trainable_pct'])} | {gb} | {fits} |")
+                     f"{_share(x['trainable_pct'])} | {gb} | {fits} | {x['unchecked_activations_gb']:.2f} GB |")
     return "\n".join(lines)
 
 
