@@ -3,6 +3,12 @@
 Names are imported lazily, so command-line tools (`python -m vlsteps.download --list`) start without torch.
 """
 import importlib
+import logging
+
+# bitsandbytes (in the requirements for QLoRA; transformers imports it when a model loads with a device_map) tries to
+# fetch a faster CPU kernel from the Hub on import and warns when it cannot: offline it never can, and its own kernel
+# runs instead. Set here, before any model loads, so no notebook shows a learner that line.
+logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 _EXPORTS = {
     "checkpoint": ["IncompleteModelError", "ModelNotFoundError", "model_dir"],

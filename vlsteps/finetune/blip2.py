@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from ..prompts import qa_prompt
 from .data import Example
-from .train import quiet_peft
 
 KEY = "blip2"
 
@@ -13,7 +12,6 @@ def load(folder, quantize: bool = False):
     """(model, processor): float32 on the CPU, float16 on a GPU; with quantize, the language model's linear layers in
     4-bit NF4 (QLoRA's base: bitsandbytes), the rest 16-bit."""
     import torch
-    quiet_peft()
     from transformers import BitsAndBytesConfig, Blip2ForConditionalGeneration, Blip2Processor
     gpu = torch.cuda.is_available()
     dtype = torch.float16 if gpu else torch.float32

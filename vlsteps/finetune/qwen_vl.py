@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from ..cards.qwen_vl import SERVE_PROMPT, _inputs, _labels, reply, user_turn
 from .data import Example
-from .train import quiet_peft
 
 KEY = "qwen-vl"
 # The parts bitsandbytes leaves in 16 bits for QLoRA: the vision tower (frozen, small, sensitive to rounding) and the
@@ -17,7 +16,6 @@ def load(folder, quantize: bool = False):
     """(model, processor): float32 on the CPU, bfloat16 (the checkpoint's dtype) on a GPU; with quantize, the
     language model's linear layers in 4-bit NF4 (QLoRA's base: bitsandbytes), the rest 16-bit."""
     import torch
-    quiet_peft()
     from transformers import AutoProcessor, BitsAndBytesConfig, Qwen2_5_VLForConditionalGeneration
     gpu = torch.cuda.is_available()
     dtype = torch.bfloat16 if gpu else torch.float32

@@ -4,7 +4,6 @@ run stopped at any moment continues where it was (the same batches, the same res
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +16,9 @@ CHECKPOINT, SETTINGS, ADAPTER = "last.safetensors", "settings.json", "adapter"
 
 
 def quiet_peft() -> None:
-    """Two warnings that say nothing a learner can act on: bitsandbytes (imported by peft) tries to fetch a faster
-    CPU kernel from the Hub on import and warns when it cannot (offline it never can; its own kernel runs instead),
-    and peft 0.21 reads transformers' `is_gradient_checkpointing`, which transformers 5.23 renamed."""
+    """peft 0.21 reads transformers' `is_gradient_checkpointing`, which transformers 5.23 renamed: a FutureWarning
+    that says nothing a learner can act on. (bitsandbytes' import warning is silenced by `import vlsteps`.)"""
     import warnings
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
 
 
