@@ -11,6 +11,7 @@ from conftest import SERVE_SETTINGS, data_url, jpeg
 from fastapi.testclient import TestClient
 
 from vlsteps import checkpoint, registry
+from vlsteps.finetune.adapters import lora_config
 from vlsteps.finetune.merge import AdapterError, merge
 from vlsteps.generation import token_budget
 from vlsteps.serve import captioners
@@ -19,10 +20,6 @@ from vlsteps.serve.app import create_app
 from vlsteps.serve.settings import Settings
 
 PROMPT = "Question: what colour is the circle? Answer:"
-
-
-# The language model's attention projections (OPT's and Qwen2's names), where a LoRA recipe puts its adapters.
-LANGUAGE_MODEL_ATTENTION = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|out_proj)"
 
 
 def photo():
@@ -46,9 +43,9 @@ def logits(model, inputs: dict) -> torch.Tensor:
 def adapt(key: str, folder):
     """A LoRA adapter (r=4) on key's stand-in with random, non-zero lora_B (a fresh one changes nothing), saved to
     `folder` as peft saves it: (the adapted model, unmerged, and the parts it was served with)."""
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
     parts = served_parts(key)
-    model = get_peft_model(parts["model"], LoraConfig(r=4, lora_alpha=8, target_modules=LANGUAGE_MODEL_ATTENTION))
+    model = get_peft_model(parts["model"], lora_config(r=4))
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for name, p in model.named_parameters():

@@ -42,7 +42,7 @@ def check(path, key: str) -> Path:
     if not isinstance(config, dict) or config.get("peft_type") != "LORA":
         kind = config.get("peft_type") if isinstance(config, dict) else None
         raise AdapterError(f"{where} is no LoRA adapter (peft_type {kind!r}), and only LoRA adapters merge into the "
-                           f"model here: train a LoRA one (peft.LoraConfig).")
+                           f"model here: train a LoRA one (vlsteps.finetune.adapters.lora_config).")
     base = config.get("base_model_name_or_path") or ""
     if base and base.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] != spec.folder:
         raise AdapterError(f"{where} was trained on {base!r}, not on '{key}' ({spec.repo_id}): give it to the model "
