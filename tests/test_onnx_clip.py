@@ -16,7 +16,8 @@ from vlsteps.embed import ClipEmbedder
 from vlsteps.onnx_clip import OnnxClipEmbedder
 from vlsteps.serve import __main__ as serve_main
 from vlsteps.serve import photofield
-from vlsteps.serve.app import create_app
+from vlsteps.serve import threads
+from vlsteps.serve.app import create_app, service_status
 from vlsteps.serve.settings import Settings
 
 QUERIES = ["a cat", "a cup of coffee", "an astronaut", "a red bus"]
@@ -46,6 +47,22 @@ def test_same_vectors_and_top_results_as_torch(embedder, onnx_embedder, photos):
     assert np.array_equal(top, (embedder.texts(QUERIES) @ theirs.T).argmax(1))
     assert onnx_embedder.collection_tag == embedder.collection_tag          # one Chroma collection for both
     assert onnx_embedder.logit_scale == pytest.approx(embedder.logit_scale)
+
+
+def test_photofield_ais_text_tower_takes_77_tokens(embedder, tmp_path):
+    """photofield-ai loads a text tower only with the input [batch, 77] (cliponnx/models.py:116 at 379ad6e,
+    TextualModel) and pads every text to 77; the service's own export pads to the longest text of a batch."""
+    ort = onnx_clip.require()
+    (tmp_path / "fixed").mkdir(), (tmp_path / "free").mkdir()
+    fixed = onnx_clip.export(embedder.model, tmp_path / "fixed", text_length=77)[1]
+    free = onnx_clip.export(embedder.model, tmp_path / "free")[1]
+    shapes = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).get_inputs()[0].shape
+              for p in (fixed, free)]
+    assert shapes == [["batch", 77], ["batch", "tokens"]]
+    tok = embedder.processor.tokenizer(QUERIES, padding="max_length", max_length=77, return_tensors="np")
+    session = ort.InferenceSession(str(fixed), providers=["CPUExecutionProvider"])
+    vectors = session.run(None, {"input": tok["input_ids"].astype(np.int64)})[0]
+    assert _cosines(vectors, embedder.texts(QUERIES)).min() >= 0.9999
 
 
 def test_exported_once_and_again_when_the_weights_change(clip_path, tmp_path, photos, monkeypatch):
@@ -100,24 +117,46 @@ def test_the_service_on_onnx_answers_torch_vectors_and_says_so(embedder):
         vector = photofield.decode(answer.json()["images"][0]["embedding_f16_b64"], 0)[0][None]
         assert type(app.state.pool.embedder()) is OnnxClipEmbedder
         assert _cosines(vector, embedder.images([Image.open(io.BytesIO(image))])) >= 0.999    # float16 on the wire
-    with TestClient(create_app(Settings(**SERVE_SETTINGS))) as client:
+    with TestClient(create_app(Settings(**SERVE_SETTINGS, runtime="torch"))) as client:
         assert client.get("/api/v1/status").json()["models"]["clip"]["runtime"] == "torch"
 
 
+@pytest.mark.parametrize("cuda,installed,expected", [(False, True, "onnx"), (True, True, "torch"),
+                                                     (False, False, "torch")])
+def test_auto_runtime_is_onnx_on_a_cpu_and_torch_on_cuda(monkeypatch, cuda, installed, expected):
+    """The default: ONNX Runtime where it is the faster path (a CPU, README Serving), torch on a GPU, and torch
+    where onnxruntime is missing (said why); the status and the pool follow the choice."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    if not installed:
+        monkeypatch.setattr(threads.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(threads, "cores", lambda: 2)
+    chosen = threads.choose(0, Settings().runtime)
+    assert Settings().runtime == "auto" and chosen["runtime"] == expected
+    why = chosen["runtime_chosen_by"]
+    assert why.startswith("auto") and ("onnxruntime" in why) != installed
+    assert chosen["clip_threads"] == (2 if expected == "onnx" else 1) and chosen["torch_threads"] == 1
+    if not cuda:            # the app, on this CPU machine
+        app = create_app(Settings(**SERVE_SETTINGS))
+        assert app.state.threads == chosen and app.state.pool.settings.runtime == expected
+        assert service_status(app)["models"]["clip"]["runtime"] == expected
+        if expected == "onnx":
+            assert app.state.pool.embedder().threads == 2          # ONNX Runtime on every core, torch on one
+
+
 def test_runtime_from_the_environment(monkeypatch):
-    assert Settings.from_env().runtime == "torch"
+    assert Settings.from_env().runtime == "auto"
     monkeypatch.setenv("VLSTEPS_SERVE_RUNTIME", "onnx")
     assert Settings.from_env().runtime == "onnx"
     monkeypatch.setenv("VLSTEPS_SERVE_RUNTIME", "tensorrt")
-    with pytest.raises(ValueError, match="VLSTEPS_SERVE_RUNTIME='tensorrt' is not a runtime: use one of torch, onnx"):
+    with pytest.raises(ValueError, match="'tensorrt' is not a runtime: use one of auto, torch, onnx"):
         Settings.from_env()
 
 
 def test_bad_flag_and_missing_onnxruntime_get_one_message(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         serve_main.main(["--runtime", "tensorrt"])
-    assert "invalid choice: 'tensorrt' (choose from torch, onnx)" in capsys.readouterr().err.replace("'torch', 'onnx'",
-                                                                                                      "torch, onnx")
+    assert "invalid choice: 'tensorrt' (choose from auto, torch, onnx)" in capsys.readouterr().err.replace(
+        "'auto', 'torch', 'onnx'", "auto, torch, onnx")
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(SystemExit):
         serve_main.main(["--runtime", "onnx"])

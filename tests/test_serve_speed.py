@@ -56,11 +56,14 @@ def torch_threads():
 
 
 @pytest.mark.parametrize("cores,expected", [(1, 1), (2, 1), (4, 3), (16, 15)])
-def test_threads_for_the_machine(monkeypatch, torch_threads, cores, expected):
+@pytest.mark.parametrize("runtime", ["onnx", "torch"])
+def test_threads_for_the_machine(monkeypatch, torch_threads, cores, expected, runtime):
+    """torch leaves a core to decoding above 2 cores and runs one thread on 2; ONNX Runtime takes every core."""
     monkeypatch.setattr(threads, "cores", lambda: cores)
-    chosen = threads.choose()
+    chosen = threads.choose(0, runtime)
     assert chosen["torch_threads"] == torch.get_num_threads() == expected
-    assert chosen["cores"] == cores and chosen["chosen_by"].startswith("auto")
+    assert chosen["clip_threads"] == (cores if runtime == "onnx" else expected)
+    assert chosen["cores"] == cores and chosen["chosen_by"].startswith("auto") and chosen["runtime"] == runtime
 
 
 def test_threads_set_by_the_environment_are_applied_and_reported(monkeypatch, torch_threads):
@@ -71,7 +74,8 @@ def test_threads_set_by_the_environment_are_applied_and_reported(monkeypatch, to
     with TestClient(create_app(settings)) as client:
         status = client.get("/api/v1/status").json()
     assert torch.get_num_threads() == 3
-    assert status["threads"]["torch_threads"] == 3 and status["threads"]["chosen_by"] == "VLSTEPS_SERVE_THREADS"
+    assert status["threads"]["torch_threads"] == 3 == status["threads"]["clip_threads"]
+    assert status["threads"]["chosen_by"] == "VLSTEPS_SERVE_THREADS"
     monkeypatch.setenv("VLSTEPS_SERVE_THREADS", "-1")
     with pytest.raises(ValueError, match="VLSTEPS_SERVE_THREADS"):
         Settings.from_env()

@@ -52,14 +52,16 @@ class _Tower(torch.nn.Module):
         return out.pooler_output if hasattr(out, "pooler_output") else out
 
 
-def export(model, folder: Path) -> tuple[Path, Path]:
+def export(model, folder: Path, text_length: int | None = None) -> tuple[Path, Path]:
     """visual.onnx ([batch, 3, H, W] float32) and textual.onnx ([batch, tokens] int64, right-padded: the causal
-    mask keeps padding after the end token out of its embedding), as photofield-ai loads them."""
+    mask keeps padding after the end token out of its embedding). `text_length` fixes the tokens axis: photofield-ai's
+    cliponnx loads a text tower only with the input [batch, 77] (models.py, TextualModel), the service pads to the
+    longest text of a batch instead."""
     folder = Path(folder)
     files = folder / "visual.onnx", folder / "textual.onnx"
     size = model.config.vision_config.image_size
-    inputs = torch.zeros(1, 3, size, size), torch.zeros(1, model.config.text_config.max_position_embeddings,
-                                                         dtype=torch.int64)
+    inputs = torch.zeros(1, 3, size, size), torch.zeros(
+        1, text_length or model.config.text_config.max_position_embeddings, dtype=torch.int64)
     axes = {"input": {0: "batch"}, "output": {0: "batch"}}
     model = model.float().cpu().eval()
     with warnings.catch_warnings():
@@ -73,7 +75,8 @@ def export(model, folder: Path) -> tuple[Path, Path]:
         for path, x, image in zip(files, inputs, (True, False)):
             torch.onnx.export(_Tower(model, image), (x,), str(path), dynamo=False, opset_version=17,
                               input_names=["input"], output_names=["output"],
-                              dynamic_axes=axes if image else {**axes, "input": {0: "batch", 1: "tokens"}})
+                              dynamic_axes=(axes if image or text_length else
+                                            {**axes, "input": {0: "batch", 1: "tokens"}}))
     return files
 
 
@@ -110,6 +113,18 @@ def cached_export(model, folder: Path, fingerprint: str) -> Path:
     return target
 
 
+def _release_freed() -> None:
+    """Hand the pages of the freed torch weights back to the system (glibc keeps them otherwise: 136 MB of a B/32
+    stayed in the service's RSS)."""
+    import ctypes
+    import gc
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):     # not glibc: nothing to trim
+        pass
+
+
 def _unit_rows(x: np.ndarray) -> np.ndarray:
     """Rows L2-normalized as torch's `normalize` does them (float32, a zero row stays zero)."""
     return torch.nn.functional.normalize(torch.from_numpy(x).float(), dim=-1).numpy()
@@ -128,12 +143,16 @@ class OnnxClipEmbedder(ClipEmbedder):
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()     # the service's thread choice
         options.inter_op_num_threads = 1
+        # threads that wait blocking, not spinning: as fast on free cores, and on a busy one two threads no longer
+        # fall behind one (vlsteps.serve.threads)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.threads = options.intra_op_num_threads
         self._visual, self._textual = (ort.InferenceSession(str(self.export_dir / name), options,
                                                             providers=["CPUExecutionProvider"])
                                        for name in ("visual.onnx", "textual.onnx"))
         self._logit_scale = super().logit_scale
         del self.model
+        _release_freed()
 
     @classmethod
     def from_pretrained(cls, path, model_key: str = "clip", batch_size: int = 32, threads: int | None = None):

@@ -47,6 +47,7 @@ def main(argv=None) -> None:
     p.add_argument("--arch", choices=list(workload.ARCHS), default="B/32")
     p.add_argument("--images", type=int, default=16, help="images per batch size, thread count and round (16)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    p.add_argument("--busy", action="store_true", help="another process keeps one core busy, as on a shared machine")
     p = sub.add_parser("library", help="python -m vlsteps.index build on a photo library (issue 22)")
     p.add_argument("--images", type=int, default=10_000, help="photos in the library (default 10000)")
     p.add_argument("--sample", type=int, default=1000, help="photos of the compared runs (default 1000)")
@@ -68,7 +69,7 @@ def main(argv=None) -> None:
         archs = list(workload.ARCHS) if args.arch == "both" else [args.arch]
         serve.bench_serve(archs, requests={a: args.requests for a in archs} if args.requests else None)
     if args.what == "runtime":
-        runtime.bench_runtime(args.arch, args.images, args.rounds)
+        runtime.bench_runtime(args.arch, args.images, args.rounds, args.busy)
     if args.what == "index":
         dtypes = {"float32": ("float32",), "bfloat16": ("bfloat16",), "both": ("float32", "bfloat16"),
                   "auto": ("float32", "bfloat16") if index.cpu_has_bf16() else ("float32",)}[args.dtype]

@@ -23,12 +23,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from vlsteps.embed import ClipEmbedder
 from vlsteps.onnx_clip import export
-from vlsteps.serve import photofield, threads
+from vlsteps.serve import photofield
 from vlsteps.serve.loadtest import Server, load
 
-from .workload import make_images, save_model
+from .workload import make_images, save_model, served_embedder
 
 # (name, items per request, requests in flight, texts?)
 SCENARIOS = [("1 image, 1 in flight", 1, 1, False), ("1 image, 4 in flight", 1, 4, False),
@@ -82,13 +81,14 @@ def bench_photofield_ai(checkout: Path, images_per_run: int = 48, rounds: int = 
     with tempfile.TemporaryDirectory(prefix="vlsteps-bench-pfai-") as tmp:
         tmp = Path(tmp)
         model = save_model("B/32", tmp / "clip", tokenizer(checkout))
-        visual, textual = export(model, tmp)
+        visual, textual = export(model, tmp, text_length=77)
         del model
         paths = make_images(images_per_run, tmp)
         images = [p.read_bytes() for p in paths]
         texts = [f"a photo of {n} things on a table" for n in range(images_per_run)]
-        threads.choose()               # the in-process embedder on the threads the server chooses, for a fair rate
-        embedder = ClipEmbedder.from_pretrained(tmp / "clip", model_key="bench-B/32", batch_size=16)
+        embedder, chosen = served_embedder(tmp / "clip", "bench-B/32")    # the server's runtime and threads
+        print(f"  vlsteps serves CLIP on {chosen['runtime']} ({chosen['runtime_chosen_by']}), {chosen['clip_threads']} "
+              f"thread(s) ({chosen['chosen_by']})", flush=True)
         pfai_env = {"PHOTOFIELD_AI_HOST": "127.0.0.1", "PHOTOFIELD_AI_RUNTIME": "cpu",
                     "PHOTOFIELD_AI_VISUAL_MODEL": str(visual), "PHOTOFIELD_AI_TEXTUAL_MODEL": str(textual),
                     "PHOTOFIELD_AI_MODELS_DIR": str(tmp) + "/"}
@@ -148,7 +148,8 @@ def _table(rows: list[dict], rss_before: dict, rss_after: dict) -> None:
               f"{median(scenario, 'vlsteps', 'mean_batch'):.1f} |")
     in_process = statistics.median(r["in_process_img_per_cpu_s"] for r in rows)
     at_16 = median("1 image, 16 in flight", "vlsteps", "items_per_cpu_s")
-    print(f"ratio: vlsteps ÷ photofield-ai, median over rounds. In-process ClipEmbedder (batch 16): {in_process:.2f} "
+    print(f"ratio: vlsteps ÷ photofield-ai, median over rounds. In-process, the service's embedder (batch 16): "
+          f"{in_process:.2f} "
           f"images per CPU-second; vlsteps at 16 in flight: {100 * at_16 / in_process:.0f} % of it. "
           "RSS after warm-up → end, MB: " +
           ", ".join(f"{k} {rss_before[k]:.0f} → {rss_after[k]:.0f}" for k in rss_before) +

@@ -1,6 +1,7 @@
 """`python -m tools.bench runtime`: the service's two CLIP runtimes side by side (`--runtime torch|onnx`), on a
 real-size image tower with random weights: images/s of the model call alone (preprocessed pixels in, unit vectors
-out) at batch 1 and 8, on one and two threads.
+out) at batch 1 and 8, on one and two threads. With `--busy`, another process keeps one core busy all the while, as
+on a shared machine: what the service's thread choice (`vlsteps.serve.threads`) must hold up under.
 
 Rounds are interleaved and who goes first alternates, so a machine that gets busier or quieter slows both alike; the
 table holds the median over rounds, with the load average, which says how clean the numbers are.
@@ -10,6 +11,8 @@ from __future__ import annotations
 import os
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -25,9 +28,10 @@ BATCHES = (1, 8)
 THREADS = (1, 2)
 
 
-def bench_runtime(arch: str = "B/32", images: int = 16, rounds: int = 3) -> list[dict]:
+def bench_runtime(arch: str = "B/32", images: int = 16, rounds: int = 3, busy: bool = False) -> list[dict]:
     print(f"CLIP {arch} image tower, torch vs ONNX Runtime (CPU): {os.cpu_count()} CPUs, load average "
-          f"{os.getloadavg()[0]:.1f}; {images} images per batch size, thread count and round", flush=True)
+          f"{os.getloadavg()[0]:.1f}; {images} images per batch size, thread count and round"
+          + ("; another process keeps one core busy" if busy else ""), flush=True)
     rows, before = [], torch.get_num_threads()
     with tempfile.TemporaryDirectory(prefix="vlsteps-bench-runtime-") as tmp:
         tmp = Path(tmp)
@@ -38,6 +42,7 @@ def bench_runtime(arch: str = "B/32", images: int = 16, rounds: int = 3) -> list
                 for n in THREADS}
         shutil.rmtree(onnx[THREADS[0]].export_dir.parent)        # the export of a temporary folder: not kept
         pixels = runtimes["torch"].pixel_values(make_images(images, tmp))
+        burner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
         try:
             for r in range(rounds):
                 for threads in THREADS:
@@ -58,6 +63,8 @@ def bench_runtime(arch: str = "B/32", images: int = 16, rounds: int = 3) -> list
                           onnx[THREADS[0]].image_features(pixels[:4]).numpy(), axis=1).min()
         finally:
             torch.set_num_threads(before)
+            if burner:
+                burner.kill()
     _table(rows, arch, same)
     return rows
 

@@ -5,7 +5,8 @@ of the service run side by side as subprocesses on loopback: the batched one (mi
 one-request-one-forward one (the same server with VLSTEPS_SERVE_MAX_BATCH=1, which is how Photofield AI serves its
 one-image requests). Each concurrency level is run against both in turn, so a busy machine slows both alike.
 Measured: throughput, p50/p99 latency, errors, the server's RSS before (no model loaded) and after, and the ratio
-to the in-process batched `ClipEmbedder` on the same files, timed in the same round: what the HTTP layer costs.
+to the in-process batched embedder the service runs (its runtime, its threads) on the same files, timed in the
+same round: what the HTTP layer costs.
 """
 from __future__ import annotations
 
@@ -15,10 +16,9 @@ import tempfile
 from pathlib import Path
 
 from vlsteps.device import describe
-from vlsteps.embed import ClipEmbedder
 from vlsteps.serve.loadtest import Server, load
 
-from .workload import make_images, save_model, timed
+from .workload import make_images, save_model, served_embedder, timed
 
 LEVELS = (1, 4, 16)
 REQUESTS = {"B/32": 64, "L/14": 24}    # per level and server: a few minutes in all on 2 CPU cores
@@ -36,7 +36,8 @@ def bench_serve(archs=("B/32", "L/14"), levels=LEVELS, requests: dict | None = N
             n = requests[arch]
             paths = make_images(n, tmp)
             images = [p.read_bytes() for p in paths]
-            embedder = ClipEmbedder.from_pretrained(tmp / "clip", model_key=f"bench-{arch}", batch_size=16)
+            embedder, chosen = served_embedder(tmp / "clip", f"bench-{arch}")
+            print(f"  {arch}: CLIP on {chosen['runtime']}, {chosen['clip_threads']} thread(s)", flush=True)
             embedder.images(paths[:16])                                           # warm-up
             servers = {}
             try:
@@ -76,5 +77,5 @@ def _table(rows: list[dict]) -> None:
         print(f"| {r['arch']} | {r['server']} | {r['concurrency']} | {r['img_s']:.2f} | {r['p50_ms']:.0f} | "
               f"{r['p99_ms']:.0f} | {r['errors']} | {r['rss_before_mb']:.0f} → {r['rss_after_mb']:.0f} | "
               f"{100 * r['of_in_process']:.0f} % | {ratio} |")
-    print("of in-process: the server's rate over the in-process batched ClipEmbedder's (batch 16, same files), "
+    print("of in-process: the server's rate over the in-process batched embedder's (batch 16, same files), "
           "measured in the same round")

@@ -45,6 +45,18 @@ def build_model(arch_name: str, tokenizer=None):
     return model, processor
 
 
+def served_embedder(folder: Path, model_key: str, batch_size: int = 16):
+    """The CLIP embedder the service runs on this machine (its runtime and threads, `vlsteps.serve.threads`), for
+    the in-process rate a server is held to; with what was chosen."""
+    from vlsteps.embed import ClipEmbedder
+    from vlsteps.serve import threads
+    chosen = threads.choose()
+    if chosen["runtime"] == "onnx":
+        from vlsteps.onnx_clip import OnnxClipEmbedder
+        return OnnxClipEmbedder.from_pretrained(folder, model_key, batch_size, chosen["clip_threads"]), chosen
+    return ClipEmbedder.from_pretrained(folder, model_key=model_key, batch_size=batch_size), chosen
+
+
 def save_model(arch_name: str, folder: Path, tokenizer=None):
     """build_model's model and processor saved into folder, as a checkpoint folder the code under test loads;
     returns the model."""

@@ -3,6 +3,7 @@ deadline on every request body."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import logging
 import time
@@ -95,6 +96,8 @@ class _Refused(Exception):
 
 def create_app(settings: Settings | None = None, pool: ModelPool | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
+    chosen = threads.choose(settings.threads, settings.runtime)
+    settings = dataclasses.replace(settings, runtime=chosen["runtime"])
     if settings.runtime == "onnx":
         from ..onnx_clip import require
         require()                   # missing onnxruntime: said at start, not at the first request
@@ -104,8 +107,8 @@ def create_app(settings: Settings | None = None, pool: ModelPool | None = None) 
                               "requests. /api/v1/status says which models are stand-ins: tiny copies, trained on "
                               "scenes of coloured shapes or random, not the real checkpoints.")
     app.state.settings = settings
-    app.state.threads = threads.choose(settings.threads)
-    app.state.pool = pool or ModelPool(settings, app.state.threads["prepare_threads"])
+    app.state.threads = chosen
+    app.state.pool = pool or ModelPool(settings, chosen["prepare_threads"], chosen["clip_threads"])
     app.state.pool.load_adapted()
     errors.install(app)
 

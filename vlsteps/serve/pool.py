@@ -25,8 +25,8 @@ log = logging.getLogger("vlsteps.serve")
 
 
 class ModelPool:
-    def __init__(self, settings: Settings, prepare_threads: int = 2):
-        self.settings = settings
+    def __init__(self, settings: Settings, prepare_threads: int = 2, clip_threads: int = 0):
+        self.settings, self.clip_threads = settings, clip_threads
         self._prepare = ThreadPoolExecutor(prepare_threads, thread_name_prefix="serve-prepare")   # decode, resize
         self.sources: dict[str, dict] = {}       # registry key -> {"folder", "standin", "learned"} once loaded
         self._loaded: dict[str, object] = {}
@@ -60,13 +60,22 @@ class ModelPool:
             return self._loaded[name]
 
     def embedder(self):
-        """CLIP on the settings' runtime: torch, or ONNX Runtime (exported on first use, `vlsteps.onnx_clip`)."""
+        """CLIP on the settings' runtime: torch, or ONNX Runtime on `clip_threads` (exported on first use,
+        `vlsteps.onnx_clip`)."""
         if self.settings.runtime == "onnx":
-            from ..onnx_clip import OnnxClipEmbedder as Embedder
+            from ..onnx_clip import OnnxClipEmbedder
+
+            def build():
+                return OnnxClipEmbedder.from_pretrained(self.folder("clip"), model_key="clip",
+                                                        batch_size=self.settings.max_batch,
+                                                        threads=self.clip_threads or None)
         else:
-            from ..embed import ClipEmbedder as Embedder
-        return self._get("clip", lambda: Embedder.from_pretrained(self.folder("clip"), model_key="clip",
-                                                                  batch_size=self.settings.max_batch))
+            from ..embed import ClipEmbedder
+
+            def build():
+                return ClipEmbedder.from_pretrained(self.folder("clip"), model_key="clip",
+                                                    batch_size=self.settings.max_batch)
+        return self._get("clip", build)
 
     def labeler(self) -> ZeroShotLabeler:
         return self._get("labels", lambda: ZeroShotLabeler(self.embedder(), vocabulary(self.settings.labels_file)))

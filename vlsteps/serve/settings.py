@@ -8,7 +8,7 @@ from ..paths import outputs_dir
 from ..net import AddressPolicy
 
 PREFIX = "VLSTEPS_SERVE_"
-RUNTIMES = ("torch", "onnx")       # what CLIP's towers run on (vlsteps.onnx_clip); the captioners run on torch
+RUNTIMES = ("auto", "torch", "onnx")   # what CLIP's towers run on (vlsteps.onnx_clip, serve.threads.runtime)
 
 
 def _number(name: str, default, kind=int, low=1):
@@ -57,18 +57,19 @@ def _notebook_run() -> str:
 class Settings:
     """`token`: the Bearer token every API route requires when set (PhotoPrism sends `Service.Key` as one).
     `max_batch` / `max_wait_ms`: the micro-batcher's largest batch and how long the first request of a batch
-    waits for others. `policy`: which addresses image URLs may reach (public only, plus VLSTEPS_ALLOW_HOSTS)."""
+    waits for others (0: a batch takes what has arrived and what is being decoded, so a lone request runs at
+    once). `policy`: which addresses image URLs may reach (public only, plus VLSTEPS_ALLOW_HOSTS)."""
     token: str = ""
     max_batch: int = 16
-    max_wait_ms: float = 10.0
+    max_wait_ms: float = 0.0
     max_queue: int = 1024        # waiting items per model past which requests get 429 (retry later)
     max_image_bytes: int = 20 * 1024 * 1024
     max_images: int = 16
     max_texts: int = 64
     max_text_chars: int = 1000
     max_new_tokens: int = 30
-    threads: int = 0            # torch's intra-op threads; 0: chosen for the machine (vlsteps.serve.threads)
-    runtime: str = RUNTIMES[0]  # CLIP's: torch, or onnx (ONNX Runtime on the same threads)
+    threads: int = 0            # torch's and ONNX Runtime's intra-op threads; 0: chosen for the machine (serve.threads)
+    runtime: str = RUNTIMES[0]  # CLIP's: auto (onnx without CUDA, serve.threads), torch, or onnx (ONNX Runtime)
     fetch_timeout_s: float = 10.0
     body_timeout_s: float = 30.0    # a request body not in full by then gets 408 and its connection closed
     clip_dir: str = ""          # a CLIP folder to serve instead of model_dir("clip") (the benchmark's models)
