@@ -1,6 +1,6 @@
-"""CLIP's two towers on ONNX Runtime: the service's `--runtime onnx` (the runtime photofield-ai and immich serve CLIP
-with), faster than torch on a CPU one image at a time and on busy cores (README, Serving; `python -m tools.bench
-runtime`).
+"""CLIP's two towers on ONNX Runtime: the service's runtime on a machine without CUDA (`--runtime auto|onnx`; the
+runtime photofield-ai and immich serve CLIP with), faster than torch on this project's CPU at every batch and thread
+count measured (README, Serving; `python -m tools.bench runtime`).
 
 The towers are exported from the very model `ClipEmbedder` loads (torch.onnx), once per model folder, into
 `outputs_dir()/onnx`: a folder per folder and weights, written under a temporary name and renamed into place, so a

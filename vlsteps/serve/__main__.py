@@ -1,5 +1,5 @@
-"""`python -m vlsteps.serve [--host 127.0.0.1] [--port 5000] [--runtime torch|onnx] [--adapter KEY=PATH ...]`: run the
-service with uvicorn."""
+"""`python -m vlsteps.serve [--host 127.0.0.1] [--port 5000] [--runtime auto|torch|onnx] [--adapter KEY=PATH ...]`:
+run the service with uvicorn."""
 from __future__ import annotations
 
 import argparse
@@ -18,8 +18,9 @@ def main(argv=None) -> None:
                                                             "only; 0.0.0.0 to serve the network)")
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--log-level", default="info")
-    parser.add_argument("--runtime", choices=RUNTIMES, help="what CLIP runs on: torch, or onnx (ONNX Runtime, faster "
-                                                             "on a CPU); default VLSTEPS_SERVE_RUNTIME, else torch")
+    parser.add_argument("--runtime", choices=RUNTIMES, help="what CLIP runs on: onnx (ONNX Runtime, faster on a CPU), "
+                                                             "torch, or auto: onnx without CUDA, else torch; default "
+                                                             "VLSTEPS_SERVE_RUNTIME, else auto")
     parser.add_argument("--adapter", action="append", default=[], metavar="KEY=PATH",
                         help="merge the LoRA adapter saved in folder PATH (PeftModel.save_pretrained) into caption "
                              "model KEY when the service starts; repeatable; adds to VLSTEPS_SERVE_ADAPTERS")
@@ -44,7 +45,8 @@ def main(argv=None) -> None:
     # --runtime onnx without onnxruntime: what to install; an --adapter that does not fit, or whose model is missing
     except (ImportError, AdapterError, ModelNotFoundError) as e:
         parser.error(str(e))
-    log.info("serving on http://%s:%d (docs at /docs); CLIP on %s", args.host, args.port, settings.runtime)
+    log.info("serving on http://%s:%d (docs at /docs); CLIP on %s (%s)", args.host, args.port,
+             app.state.threads["runtime"], app.state.threads["runtime_chosen_by"])
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
 
 

@@ -2,11 +2,11 @@
 runtime and the threads of each runtime.
 
 CLIP runs on ONNX Runtime on a machine without CUDA (where onnxruntime is installed), on torch on a GPU. Measured on
-this project's 2-core CPU (2026-12-06, real-size random-weight B/32, `python -m tools.bench serve --photofield-ai`),
-the ONNX path embedded more images per CPU-second at every concurrency, and beat photofield-ai where torch did not
-(README, Serving). ONNX Runtime gets every core, its threads blocking rather than spinning while they wait: on a
-free core two threads embedded 1.7-1.9x the images/s of one, and beside a process that keeps one core busy as many
-as one (spinning threads: 0.75x).
+this project's 2-core CPU (2026-12-06, real-size random-weight B/32, `python -m tools.bench runtime [--busy]`)
+ONNX Runtime embedded 1.22-1.40x torch's images/s on a free machine and 1.27-2.84x with one core busy (README,
+Serving). It gets every core, its threads blocking rather than spinning while they wait: with a core free two
+threads embedded 1.64x (one image) and 1.86x (batches of 8) the images/s of one, and with that core busy as many as
+one (spinning threads, timed alone: 0.76x at one image).
 
 torch's threads, which the captioners (and CLIP on torch) use, stall each other wherever anything else needs a core
 too (the decoding of the next images, other processes): on a shared 2-core machine one thread embedded 3.4-3.9
