@@ -29,9 +29,10 @@ def leftovers(folder: Path) -> list[Path]:
 def test_interrupted_download_resumes_in_the_next_run_and_a_third_run_fetches_nothing(tmp_path):
     folder = tmp_path / "models" / VIT.folder
     with FakeHub({VIT.repo_id: dict(FILES)}) as fake:
-        # 3 MB in 64 KiB chunks: about 10 s, so Ctrl-C lands mid-transfer even on a loaded machine (at 2.5 s it
-        # once finished first, under load)
-        fake.slow["model.safetensors"] = 0.2
+        # 3 MB in 64 KiB chunks: about 23 s, so Ctrl-C lands mid-transfer even on a loaded machine (at 2.5 s it
+        # once finished first, under load, and at 10 s once more, beside a full test run and two trainings); the
+        # interrupt comes after the first 300 kB, so the test does not wait for the rest
+        fake.slow["model.safetensors"] = 0.5
         proc = subprocess.Popen([str(SCRIPT), "vit"], env=script_env(tmp_path, HF_ENDPOINT=fake.url),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
