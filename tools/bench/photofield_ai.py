@@ -16,7 +16,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from vlsteps.onnx_clip import export
 from vlsteps.serve import photofield
 from vlsteps.serve.loadtest import Server, load
 
-from .workload import make_images, save_model, served_embedder
+from .workload import make_images, save_model, scratch, served_embedder
 
 # (name, items per request, requests in flight, texts?)
 SCENARIOS = [("1 image, 1 in flight", 1, 1, False), ("1 image, 4 in flight", 1, 4, False),
@@ -78,8 +77,7 @@ def bench_photofield_ai(checkout: Path, images_per_run: int = 48, rounds: int = 
     print(f"vlsteps serve vs photofield-ai ({checkout}): CLIP B/32, real size, random weights; {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
     rows = []
-    with tempfile.TemporaryDirectory(prefix="vlsteps-bench-pfai-") as tmp:
-        tmp = Path(tmp)
+    with scratch("vlsteps-bench-pfai-") as tmp:
         model = save_model("B/32", tmp / "clip", tokenizer(checkout))
         visual, textual = export(model, tmp, text_length=77)
         del model

@@ -9,12 +9,9 @@ table holds the median over rounds, with the load average, which says how clean 
 from __future__ import annotations
 
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,7 +19,7 @@ import torch
 from vlsteps.embed import ClipEmbedder
 from vlsteps.onnx_clip import OnnxClipEmbedder
 
-from .workload import make_images, save_model, timed
+from .workload import make_images, save_model, scratch, timed
 
 BATCHES = (1, 8)
 THREADS = (1, 2)
@@ -33,14 +30,12 @@ def bench_runtime(arch: str = "B/32", images: int = 16, rounds: int = 3, busy: b
           f"{os.getloadavg()[0]:.1f}; {images} images per batch size, thread count and round"
           + ("; another process keeps one core busy" if busy else ""), flush=True)
     rows, before = [], torch.get_num_threads()
-    with tempfile.TemporaryDirectory(prefix="vlsteps-bench-runtime-") as tmp:
-        tmp = Path(tmp)
+    with scratch("vlsteps-bench-runtime-") as tmp:
         save_model(arch, tmp / "clip")
         runtimes = {"torch": ClipEmbedder.from_pretrained(tmp / "clip", model_key=f"bench-{arch}",
                                                           device="cpu", dtype=torch.float32)}
         onnx = {n: OnnxClipEmbedder.from_pretrained(tmp / "clip", model_key=f"bench-{arch}", threads=n)
                 for n in THREADS}
-        shutil.rmtree(onnx[THREADS[0]].export_dir.parent)        # the export of a temporary folder: not kept
         pixels = runtimes["torch"].pixel_values(make_images(images, tmp))
         burner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
         try:

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import tempfile
-from pathlib import Path
 
 from vlsteps.device import describe
 from vlsteps.serve.loadtest import Server, load
 
-from .workload import make_images, save_model, served_embedder, timed
+from .workload import make_images, save_model, scratch, served_embedder, timed
 
 LEVELS = (1, 4, 16)
 REQUESTS = {"B/32": 64, "L/14": 24}    # per level and server: a few minutes in all on 2 CPU cores
@@ -30,8 +28,7 @@ def bench_serve(archs=("B/32", "L/14"), levels=LEVELS, requests: dict | None = N
     print(f"vlsteps serve: {describe()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; "
           f"one-image multipart requests to /image-embeddings, concurrency {', '.join(map(str, levels))}", flush=True)
     for arch in archs:
-        with tempfile.TemporaryDirectory(prefix="vlsteps-bench-serve-") as tmp:
-            tmp = Path(tmp)
+        with scratch("vlsteps-bench-serve-") as tmp:
             save_model(arch, tmp / "clip")
             n = requests[arch]
             paths = make_images(n, tmp)

@@ -2,6 +2,9 @@
 on the weights' values), photo-like JPEG files, and a timer."""
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -43,6 +46,22 @@ def build_model(arch_name: str, tokenizer=None):
                                                                  crop_size={"height": 224, "width": 224}),
                               tokenizer=tok)
     return model, processor
+
+
+@contextlib.contextmanager
+def scratch(prefix: str):
+    """A temporary folder that is also the outputs folder (`VLSTEPS_OUTPUTS_DIR`) of this process and of the servers
+    it starts, so the ONNX exports of the benchmark's models go with it instead of staying in the user's outputs."""
+    before = os.environ.get("VLSTEPS_OUTPUTS_DIR")
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        os.environ["VLSTEPS_OUTPUTS_DIR"] = str(Path(tmp) / "outputs")
+        try:
+            yield Path(tmp)
+        finally:
+            if before is None:
+                os.environ.pop("VLSTEPS_OUTPUTS_DIR")
+            else:
+                os.environ["VLSTEPS_OUTPUTS_DIR"] = before
 
 
 def served_embedder(folder: Path, model_key: str, batch_size: int = 16):
