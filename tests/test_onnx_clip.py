@@ -53,7 +53,8 @@ def test_photofield_ais_text_tower_takes_77_tokens(embedder, tmp_path):
     """photofield-ai loads a text tower only with the input [batch, 77] (cliponnx/models.py:116 at 379ad6e,
     TextualModel) and pads every text to 77; the service's own export pads to the longest text of a batch."""
     ort = onnx_clip.require()
-    (tmp_path / "fixed").mkdir(), (tmp_path / "free").mkdir()
+    for name in ("fixed", "free"):
+        (tmp_path / name).mkdir()
     fixed = onnx_clip.export(embedder.model, tmp_path / "fixed", text_length=77)[1]
     free = onnx_clip.export(embedder.model, tmp_path / "free")[1]
     shapes = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).get_inputs()[0].shape

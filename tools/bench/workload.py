@@ -67,13 +67,10 @@ def scratch(prefix: str):
 def served_embedder(folder: Path, model_key: str, batch_size: int = 16):
     """The CLIP embedder the service runs on this machine (its runtime and threads, `vlsteps.serve.threads`), for
     the in-process rate a server is held to; with what was chosen."""
-    from vlsteps.embed import ClipEmbedder
     from vlsteps.serve import threads
+    from vlsteps.serve.pool import clip_embedder
     chosen = threads.choose()
-    if chosen["runtime"] == "onnx":
-        from vlsteps.onnx_clip import OnnxClipEmbedder
-        return OnnxClipEmbedder.from_pretrained(folder, model_key, batch_size, chosen["clip_threads"]), chosen
-    return ClipEmbedder.from_pretrained(folder, model_key=model_key, batch_size=batch_size), chosen
+    return clip_embedder(folder, chosen["runtime"], chosen["clip_threads"], batch_size, model_key), chosen
 
 
 def save_model(arch_name: str, folder: Path, tokenizer=None):

@@ -24,6 +24,16 @@ from .settings import Settings
 log = logging.getLogger("vlsteps.serve")
 
 
+def clip_embedder(folder: Path, runtime: str, threads: int = 0, batch_size: int = 32, model_key: str = "clip"):
+    """CLIP from `folder` on `runtime` (`threads.choose`'s): torch, or ONNX Runtime on `threads` (0: torch's count),
+    exported on first use (`vlsteps.onnx_clip`)."""
+    if runtime == "onnx":
+        from ..onnx_clip import OnnxClipEmbedder
+        return OnnxClipEmbedder.from_pretrained(folder, model_key, batch_size, threads or None)
+    from ..embed import ClipEmbedder
+    return ClipEmbedder.from_pretrained(folder, model_key=model_key, batch_size=batch_size)
+
+
 class ModelPool:
     def __init__(self, settings: Settings, prepare_threads: int = 2, clip_threads: int = 0):
         self.settings, self.clip_threads = settings, clip_threads
@@ -60,22 +70,9 @@ class ModelPool:
             return self._loaded[name]
 
     def embedder(self):
-        """CLIP on the settings' runtime: torch, or ONNX Runtime on `clip_threads` (exported on first use,
-        `vlsteps.onnx_clip`)."""
-        if self.settings.runtime == "onnx":
-            from ..onnx_clip import OnnxClipEmbedder
-
-            def build():
-                return OnnxClipEmbedder.from_pretrained(self.folder("clip"), model_key="clip",
-                                                        batch_size=self.settings.max_batch,
-                                                        threads=self.clip_threads or None)
-        else:
-            from ..embed import ClipEmbedder
-
-            def build():
-                return ClipEmbedder.from_pretrained(self.folder("clip"), model_key="clip",
-                                                    batch_size=self.settings.max_batch)
-        return self._get("clip", build)
+        """CLIP on the settings' runtime and `clip_threads`."""
+        return self._get("clip", lambda: clip_embedder(self.folder("clip"), self.settings.runtime, self.clip_threads,
+                                                       self.settings.max_batch))
 
     def labeler(self) -> ZeroShotLabeler:
         return self._get("labels", lambda: ZeroShotLabeler(self.embedder(), vocabulary(self.settings.labels_file)))
