@@ -33,8 +33,11 @@ def test_interrupted_download_resumes_in_the_next_run_and_a_third_run_fetches_no
         # once finished first, under load, and at 10 s once more, beside a full test run and two trainings); the
         # interrupt comes after the first 300 kB, so the test does not wait for the rest
         fake.slow["model.safetensors"] = 0.5
+        # Ctrl-C as a terminal sends it, whoever started pytest: a shell script's background job (`.ci/run` runs the
+        # Python checks side by side) inherits SIGINT ignored, and then Python never raises KeyboardInterrupt.
         proc = subprocess.Popen([str(SCRIPT), "vit"], env=script_env(tmp_path, HF_ENDPOINT=fake.url),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
             give_up = time.monotonic() + 30
             while not any(p.is_file() and p.stat().st_size >= 300_000 for p in leftovers(folder)):

@@ -94,7 +94,7 @@ class _Refused(Exception):
         await errors.error_response(self.status, self.message, headers={"Connection": "close"})(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None, pool: ModelPool | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
     chosen = threads.choose(settings.threads, settings.runtime)
     settings = dataclasses.replace(settings, runtime=chosen["runtime"])
@@ -108,7 +108,7 @@ def create_app(settings: Settings | None = None, pool: ModelPool | None = None) 
                               "scenes of coloured shapes or random, not the real checkpoints.")
     app.state.settings = settings
     app.state.threads = chosen
-    app.state.pool = pool or ModelPool(settings, chosen["prepare_threads"], chosen["clip_threads"])
+    app.state.pool = ModelPool(settings, chosen["prepare_threads"], chosen["clip_threads"])
     app.state.pool.load_adapted()
     errors.install(app)
 
