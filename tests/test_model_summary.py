@@ -81,6 +81,12 @@ def test_a_pipeline_is_summed_over_its_components(tmp_path):
     parts = [pipe.unet, pipe.vae, pipe.text_encoder, pipe.text_encoder_2]
     assert s.loaded["parameters"] == sum(p.numel() for m in parts for p in m.parameters())
     assert s.real["parameters"] == sum(s.real[f"  of which {c}"] for c in sizes.module_components("sdxl-turbo"))
+    assert s.standin and s.learned and "Stand-in: trained on shapes" in str(s)
+
+
+def test_a_stand_in_without_its_learned_weights_says_it_is_random(tmp_path):
+    folder = build(registry.get("vit"), tmp_path, trained=False)
+    s = model_summary.summary(tf.ViTForImageClassification.from_pretrained(folder), "vit")
     assert s.standin and not s.learned and "Stand-in: tiny and random" in str(s)
 
 
