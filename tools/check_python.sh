@@ -3,11 +3,21 @@
 # the main kernel under nbval on stand-ins. Nothing is shared with .venv; the venv is removed afterwards.
 #
 #   tools/check_python.sh 3.13            (`make check-python V=3.13`; CI runs the newest supported one)
+#   tools/check_python.sh 3.13 --notebooks-after PID
+#                                         (the notebooks only once process PID has ended: .ci/run runs two checks'
+#                                          installs and unit tests side by side, and their notebooks one after the other)
 #
 # The interpreter is `python3.13` on PATH, else pyenv's. Exit 0 when everything passed; the last line is the
 # summary the README's Python table is made of.
 set -uo pipefail
-ver=${1:?usage: tools/check_python.sh VERSION (e.g. 3.13)}
+ver=${1:?usage: tools/check_python.sh VERSION [--notebooks-after PID] (e.g. 3.13)}
+after=""
+if [ "${2:-}" = "--notebooks-after" ]; then
+    after=${3:?--notebooks-after needs a process id}
+elif [ -n "${2:-}" ]; then
+    echo "usage: tools/check_python.sh VERSION [--notebooks-after PID]" >&2
+    exit 2
+fi
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$ROOT/build/python-$ver
 py=""
@@ -59,6 +69,11 @@ cd "$ROOT"
     --deselect tests/test_learned.py::test_retraining_the_vit_from_the_script_gets_the_same_behaviour \
     2>&1 | tee "$WORK/unit.log" | tail -n 5
 unit=${PIPESTATUS[0]}
+# Two notebook kernels side by side took 25 min each against 5 alone (2026-12-07: their torch threads on two cores).
+if [ -n "$after" ] && kill -0 "$after" 2>/dev/null; then
+    echo "check-python $ver: unit tests done at $(minutes "$start") min; the notebooks wait for process $after"
+    while kill -0 "$after" 2>/dev/null; do sleep 5; done
+fi
 "$VPY" -m pytest notebooks --ignore=notebooks/blip2_lavis.ipynb --nbval-lax --nbval-current-env -q -p no:cacheprovider \
     2>&1 | tee "$WORK/notebooks.log" | tail -n 3
 nbs=${PIPESTATUS[0]}
