@@ -243,8 +243,21 @@ def _similarity(distance: float, space: str) -> float:
     return 1.0 - distance                # cosine: 1 - cos; ip: 1 - dot (= 1 - cos for unit vectors)
 
 
+def _distances(query: np.ndarray, vectors: np.ndarray, space: str) -> np.ndarray:
+    """Chroma's distances, computed exactly: cosine = 1 - cos, ip = 1 - dot, l2 = squared L2."""
+    if space == "l2":
+        return ((vectors - query) ** 2).sum(axis=1)
+    if space == "cosine":
+        query = query / max(float(np.linalg.norm(query)), 1e-30)
+        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-30)
+    return 1.0 - vectors @ query
+
+
 def search_by_vector(collection, vector, k: int = 8, where: dict | None = None) -> list[Hit]:
-    """The k nearest stored items to one (or the first of several) query vectors."""
+    """The k nearest stored items to one (or the first of several) query vectors.
+
+    Asked for as many items as the collection holds, it ranks them all exactly: Chroma's HNSW index is
+    approximate and, asked for all n, has been seen to leave out one it could not reach."""
     vector = np.asarray(vector, dtype=np.float32)
     if vector.ndim == 1:
         vector = vector[None]
@@ -254,11 +267,20 @@ def search_by_vector(collection, vector, k: int = 8, where: dict | None = None) 
     n = collection.count()
     if n == 0 or k < 1:
         return []
-    res = collection.query(query_embeddings=vector[:1], n_results=min(int(k), n), where=where,
-                           include=["metadatas", "distances"])
     space = (collection.metadata or {}).get("space", "cosine")
+    if k >= n:
+        res = collection.get(where=where, include=["embeddings", "metadatas"])
+        if not res["ids"]:
+            return []
+        dist = _distances(vector[0], np.asarray(res["embeddings"], dtype=np.float32), space)
+        order = np.argsort(dist, kind="stable")[:int(k)]
+        ids, dists, metas = ([res["ids"][i] for i in order], dist[order], [res["metadatas"][i] for i in order])
+    else:
+        res = collection.query(query_embeddings=vector[:1], n_results=int(k), where=where,
+                               include=["metadatas", "distances"])
+        ids, dists, metas = res["ids"][0], res["distances"][0], res["metadatas"][0]
     return [Hit(id=i, similarity=_similarity(float(d), space), metadata=dict(m or {}))
-            for i, d, m in zip(res["ids"][0], res["distances"][0], res["metadatas"][0])]
+            for i, d, m in zip(ids, dists, metas)]
 
 
 def search_by_text(collection, embedder, query: str, k: int = 8, where: dict | None = None) -> list[Hit]:
