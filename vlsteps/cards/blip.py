@@ -132,16 +132,20 @@ def measure_vqa(card, folder, n: int = 200, per_scene: int = 3) -> dict:
     return {"accuracy": sum(r == qa.answer for r, (_, qa) in zip(replies, asked)) / len(asked)}
 
 
-def train_itm(card, folder, steps: int = 2500, batch: int = 16, lr: float = 3e-3) -> dict:
+def train_itm(card, folder, steps: int = 2500, batch: int = 16, lr: float = 1e-3) -> dict:
     """Both of BLIP's matching losses on fresh iid scenes: ITC (symmetric InfoNCE over the batch, temperature
-    0.07) on the projected [CLS] vectors, and ITM (match / no match) on the right caption, a caption with one
-    detail wrong and another scene's caption."""
+    0.07) on the projected [CLS] vectors, and ITM (match / no match) on the right caption against three wrong
+    ones: a caption with one detail wrong, another scene's caption, and BLIP's hard negative, a caption of the
+    batch drawn by its ITC similarity to the image (never one that describes it too). Measured on held-out groups
+    (`measure_itm`), ITM picked the right caption of 5 in 0.885 of them without the hard negative and 0.93 with it
+    (0.895 with another draw of the hard negatives); at lr 3e-3 it was 0.80 without, and with it training broke
+    down (0.43)."""
     import numpy as np
     import torch
     import torch.nn.functional as F
     processor, model = _loaded("BlipForImageTextRetrieval", folder)
     scenes = world.scenes(steps * batch, 0, "train")
-    rng = np.random.default_rng(0)
+    rng, draw = np.random.default_rng(0), torch.Generator().manual_seed(0)
     optimizer, schedule = _adamw(model, lr, steps)
     model.train()
     for step in range(steps):
@@ -155,11 +159,14 @@ def train_itm(card, folder, steps: int = 2500, batch: int = 16, lr: float = 3e-3
         sim = F.normalize(model.vision_proj(image[:, 0]), dim=-1) @ F.normalize(model.text_proj(text_cls), dim=-1).T
         target = torch.arange(len(chunk))
         itc = (F.cross_entropy(sim / 0.07, target) + F.cross_entropy(sim.T / 0.07, target)) / 2
-        pairs = processor.tokenizer(right + [world.wrong_caption(s, rng) for s in chunk] + right[1:] + right[:1],
+        same = torch.tensor([[a.captions[0] == b.captions[0] for b in chunk] for a in chunk])
+        hard = torch.multinomial((sim.detach() / 0.07).softmax(1).masked_fill(same, 0), 1, generator=draw)[:, 0]
+        pairs = processor.tokenizer(right + [world.wrong_caption(s, rng) for s in chunk] +
+                                    [right[j] for j in hard.tolist()] + right[1:] + right[:1],
                                     padding=True, return_tensors="pt")
         first = model.text_encoder(input_ids=pairs.input_ids, attention_mask=pairs.attention_mask,
-                                   encoder_hidden_states=image.repeat(3, 1, 1)).last_hidden_state[:, 0]
-        itm = F.cross_entropy(model.itm_head(first), torch.tensor([1] * len(chunk) + [0] * 2 * len(chunk)))
+                                   encoder_hidden_states=image.repeat(4, 1, 1)).last_hidden_state[:, 0]
+        itm = F.cross_entropy(model.itm_head(first), torch.tensor([1] * len(chunk) + [0] * 3 * len(chunk)))
         loss = itc + itm
         optimizer.zero_grad()
         loss.backward()
@@ -308,5 +315,5 @@ CARDS = [
          required=VISION_TEXT,
          training=WorldTraining("whether a caption matches a scene: ITM head and ITC projections", train_itm,
                                 measure_itm, goals={"ITM right caption of 5": 0.9, "ITC diagonal": 0.9},
-                                floors={"ITM right caption of 5": 0.76, "ITC diagonal": 0.94})),
+                                floors={"ITM right caption of 5": 0.89, "ITC diagonal": 0.93})),
 ]
