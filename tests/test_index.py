@@ -186,7 +186,7 @@ def test_nan_or_inf_vectors_are_refused(client, images):
 
 
 class MissesOne:
-    """A collection whose approximate (HNSW) search leaves out its last hit, as Chroma's did twice in CI:
+    """A collection whose approximate (HNSW) search leaves out its last hit, as Chroma's did in two test runs:
     160 items counted, 159 found by a search for 160."""
 
     def __init__(self, collection):
