@@ -1,5 +1,5 @@
-"""What the stand-ins train on: world questions in batches, hard-negative captions, and the fast pixel path that
-must equal the processors' own output."""
+"""What the stand-ins train on: world questions in batches, hard-negative captions, per-patch labels, and the fast
+pixel path that must equal the processors' own output."""
 import numpy as np
 import pytest
 import torch
@@ -27,6 +27,31 @@ def test_a_wrong_caption_gets_exactly_one_detail_wrong():
         assert wrong is not None and wrong != right and wrong["relation"] == right["relation"]
         differ = sum(a != b for x, y in zip(wrong["things"], right["things"]) for a, b in zip(x, y))
         assert differ == 1 or wrong["things"] == right["things"][::-1]      # a detail, or the relation turned
+
+
+def test_patch_labels_say_what_each_patch_centre_shows_and_where_its_shape_stands():
+    grid, size = 12, 384
+    centres = ((np.arange(grid) + 0.5) * size / grid).astype(int)
+    scenes = [s for s in world.scenes(80, 0, "test") if len({t.label for t in s.things}) == len(s.things)]
+    for scene in scenes:
+        labels = world.patch_labels(scene, grid, size).reshape(grid, grid, 3)
+        shown = np.asarray(world.draw(scene, size))[centres[:, None], centres[None]]
+        assert ((labels[..., 0] == 0) == (shown == 235).all(-1)).all()          # background exactly where it shows
+        for i, (thing, (x1, y1, x2, y2)) in enumerate(zip(scene.things, world.boxes(scene, size))):
+            mine = (labels[..., 0] == 1 + list(world.COLOURS).index(thing.colour)) & \
+                (labels[..., 1] == 1 + world.SHAPES.index(thing.shape))
+            rows, cols = np.nonzero(mine)
+            assert len(rows) > 0 and x1 - 1 <= centres[cols].min() and centres[cols].max() <= x2 + 1   # drawing rounds
+            assert y1 - 1 <= centres[rows].min() and centres[rows].max() <= y2 + 1
+            where = set(labels[mine][:, 2].tolist())
+            if scene.relation is None:
+                assert where == {0}
+            else:
+                said = world.WHERE[scene.relation if i == 0 else world.RELATIONS[scene.relation]]
+                assert where == {1 + world.PATCH_FIELDS["where"].index(said)}
+                side = {"left": cols.mean() < grid / 2, "right": cols.mean() > grid / 2,
+                        "above": rows.mean() < grid / 2, "below": rows.mean() > grid / 2}
+                assert side[said]
 
 
 @pytest.mark.parametrize("processor, side", [

@@ -147,6 +147,29 @@ def boxes(scene: Scene, size: int = 64) -> list[tuple[float, float, float, float
     return out
 
 
+PATCH_FIELDS = {"colour": tuple(COLOURS), "shape": SHAPES, "where": tuple(WHERE.values())}
+
+
+def patch_labels(scene: Scene, grid: int, size: int = 384) -> np.ndarray:
+    """What each patch of `draw(scene, size)` cut into grid x grid shows at its centre pixel: a (grid * grid, 3)
+    array of 1 + the index in PATCH_FIELDS' colour, shape and where (where the shape stands to the other one; 0 in
+    a one-shape scene), all 0 on the background. Row-major, as a ViT orders its patch tokens: dense targets that
+    teach a small vision tower what is where, which its answers alone teach too slowly."""
+    centres = ((np.arange(grid) + 0.5) * size / grid).astype(int)
+    shown = np.asarray(draw(scene, size)).astype(int)[centres[:, None], centres[None]]
+    out = np.zeros((grid, grid, 3), dtype=np.int64)
+    distance = []
+    for (x1, y1, x2, y2) in boxes(scene, size):     # of each patch to each shape: two shapes may share a colour
+        distance.append(np.hypot(centres[None] - (x1 + x2) / 2, centres[:, None] - (y1 + y2) / 2))
+    for i, thing in enumerate(scene.things):
+        others = [d for j, d in enumerate(distance) if j != i and scene.things[j].colour == thing.colour]
+        inside = (np.abs(shown - COLOURS[thing.colour]).sum(-1) < 10) & (distance[i] <= min(others, default=np.inf))
+        where = 0 if scene.relation is None else \
+            1 + PATCH_FIELDS["where"].index(WHERE[scene.relation if i == 0 else RELATIONS[scene.relation]])
+        out[inside] = (1 + PATCH_FIELDS["colour"].index(thing.colour), 1 + SHAPES.index(thing.shape), where)
+    return out.reshape(-1, 3)
+
+
 @dataclass(frozen=True)
 class QA:
     question: str

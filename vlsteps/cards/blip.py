@@ -14,7 +14,7 @@ from __future__ import annotations
 from .. import architectures, world
 from . import captions
 from .card import VISION_TEXT, Card, Shape, WorldTraining, Workload, generate, random_ids, random_pixels, vit_tokens
-from .common import TINY, harden_lm_head, pixels, seeded
+from .common import TINY, harden_lm_head, pixels, seeded, sincos_positions
 
 IMAGE_SIZE, PATCH_SIZE = 384, 16
 STANDIN_PATCH = 32      # every BLIP stand-in: 145 image tokens, 4x cheaper to train on a CPU than 577
@@ -74,22 +74,32 @@ def _adamw(model, lr: float, steps: int):
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 50) * (1 - s / steps))
 
 
-def train_vqa(card, folder, steps: int = 1200, scenes_per_step: int = 12, per_scene: int = 4,
+def train_vqa(card, folder, steps: int = 3600, scenes_per_step: int = 12, per_scene: int = 4,
               lr: float = 3e-3) -> dict:
     """Answer world questions: BLIP's answer-decoder loss (teacher-forced from [DEC], as generate starts), fresh
     iid scenes every step. The model's own forward split in two, so that each image is encoded once for its
-    questions."""
+    questions. The vision tower starts from sine-cosine positions and also learns, through linear heads thrown away
+    after training, what each patch shows (`world.patch_labels`): without them "what shape is the red one?" stays
+    near chance (0.50)."""
     import numpy as np
     import torch
     processor, model = _loaded("BlipForQuestionAnswering", folder)
     scenes = world.scenes(steps * scenes_per_step, 0, "train")
     rng = np.random.default_rng(0)
-    optimizer, schedule = _adamw(model, lr, steps)
+    width, grid = model.config.vision_config.hidden_size, IMAGE_SIZE // model.config.vision_config.patch_size
+    with torch.no_grad():
+        model.vision_model.embeddings.position_embedding[0, 1:] = sincos_positions(grid, width)
+    patch_heads = torch.nn.ModuleList(torch.nn.Linear(width, 1 + len(v)) for v in world.PATCH_FIELDS.values())
+    optimizer, schedule = _adamw(torch.nn.ModuleList([model, patch_heads]), lr, steps)
     model.train()
     for step in range(steps):
         batch = scenes[step * scenes_per_step:(step + 1) * scenes_per_step]
         asked = world.ask(batch, rng, per_scene)
         image = model.vision_model(pixels(processor.image_processor, [world.draw(s, IMAGE_SIZE) for s in batch]))
+        patches = image.last_hidden_state[:, 1:]
+        truth = torch.from_numpy(np.stack([world.patch_labels(s, grid, IMAGE_SIZE) for s in batch]))
+        patch_loss = sum(torch.nn.functional.cross_entropy(head(patches).flatten(0, 1), truth[..., j].flatten())
+                         for j, head in enumerate(patch_heads))
         image = image.last_hidden_state[torch.tensor([i for i, _ in asked])]
         question = processor.tokenizer([qa.question for _, qa in asked], padding=True, return_tensors="pt")
         encoded = model.text_encoder(input_ids=question.input_ids, attention_mask=question.attention_mask,
@@ -101,11 +111,12 @@ def train_vqa(card, folder, steps: int = 1200, scenes_per_step: int = 12, per_sc
                                   encoder_attention_mask=question.attention_mask,
                                   labels=ids.masked_fill(answer.attention_mask == 0, -100)).loss
         optimizer.zero_grad()
-        loss.backward()
+        (loss + patch_loss).backward()
         optimizer.step()
         schedule.step()
     model.save_pretrained(folder)
-    return {"steps": steps, "batch": len(asked), "scenes": len(scenes), "final_loss": round(loss.item(), 4)}
+    return {"steps": steps, "batch": len(asked), "scenes": len(scenes), "final_loss": round(loss.item(), 4),
+            "final_patch_loss": round(patch_loss.item(), 4)}
 
 
 def answer_questions(processor, model, images, asked) -> list[str]:
@@ -308,7 +319,7 @@ CARDS = [
          workload=Workload("1 answer, 10 new tokens, 3 beams", _generating(10)), required=VISION_TEXT,
          training=WorldTraining("one-word answers to questions about a scene (colour, shape, size, count, where, "
                                 "yes/no), generated", train_vqa, measure_vqa, goals={"accuracy": 0.85},
-                                floors={"accuracy": 0.72})),
+                                floors={"accuracy": 0.8})),
     Card("blip-itm", "Salesforce/blip-itm-large-coco", 1.8, "float16", ("blip",),
          standin=standin("BlipForImageTextRetrieval", STANDIN_PATCH), summary=summary,
          workload=Workload("1 image-text match score", match), revision="c0273606af96037e7a3b2fb0ff4ae9620b517be6",
