@@ -162,8 +162,9 @@ def patch_labels(scene: Scene, grid: int, size: int = 384) -> np.ndarray:
     for (x1, y1, x2, y2) in boxes(scene, size):     # of each patch to each shape: two shapes may share a colour
         distance.append(np.hypot(centres[None] - (x1 + x2) / 2, centres[:, None] - (y1 + y2) / 2))
     for i, thing in enumerate(scene.things):
-        others = [d for j, d in enumerate(distance) if j != i and scene.things[j].colour == thing.colour]
-        inside = (np.abs(shown - COLOURS[thing.colour]).sum(-1) < 10) & (distance[i] <= min(others, default=np.inf))
+        same_colour = [d for j, d in enumerate(distance) if j != i and scene.things[j].colour == thing.colour]
+        inside = (np.abs(shown - COLOURS[thing.colour]).sum(-1) < 10) & \
+            (distance[i] <= np.min(same_colour, axis=0, initial=np.inf))
         where = 0 if scene.relation is None else \
             1 + PATCH_FIELDS["where"].index(WHERE[scene.relation if i == 0 else RELATIONS[scene.relation]])
         out[inside] = (1 + PATCH_FIELDS["colour"].index(thing.colour), 1 + SHAPES.index(thing.shape), where)

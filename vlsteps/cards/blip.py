@@ -74,13 +74,14 @@ def _adamw(model, lr: float, steps: int):
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 50) * (1 - s / steps))
 
 
-def train_vqa(card, folder, steps: int = 3600, scenes_per_step: int = 12, per_scene: int = 4,
+def train_vqa(card, folder, steps: int = 4800, scenes_per_step: int = 12, per_scene: int = 4,
               lr: float = 3e-3) -> dict:
     """Answer world questions: BLIP's answer-decoder loss (teacher-forced from [DEC], as generate starts), fresh
     iid scenes every step. The model's own forward split in two, so that each image is encoded once for its
     questions. The vision tower starts from sine-cosine positions and also learns, through linear heads thrown away
-    after training, what each patch shows (`world.patch_labels`): without them "what shape is the red one?" stays
-    near chance (0.50)."""
+    after training, what each patch shows (`world.patch_labels`). Without them "where is ...?" stays at chance (0.21
+    after 1,200 steps; "left" to every one after 4,800) and "what shape is the red one?" near it (0.50); with them,
+    after 4,800 steps, 0.71 and 0.97."""
     import numpy as np
     import torch
     processor, model = _loaded("BlipForQuestionAnswering", folder)
@@ -319,7 +320,7 @@ CARDS = [
          workload=Workload("1 answer, 10 new tokens, 3 beams", _generating(10)), required=VISION_TEXT,
          training=WorldTraining("one-word answers to questions about a scene (colour, shape, size, count, where, "
                                 "yes/no), generated", train_vqa, measure_vqa, goals={"accuracy": 0.85},
-                                floors={"accuracy": 0.8})),
+                                floors={"accuracy": 0.86})),
     Card("blip-itm", "Salesforce/blip-itm-large-coco", 1.8, "float16", ("blip",),
          standin=standin("BlipForImageTextRetrieval", STANDIN_PATCH), summary=summary,
          workload=Workload("1 image-text match score", match), revision="c0273606af96037e7a3b2fb0ff4ae9620b517be6",
