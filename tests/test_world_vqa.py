@@ -65,3 +65,25 @@ def test_the_training_pixels_are_the_processors_pixels(processor, side):
     images = [world.draw(s, side) for s in world.scenes(3, 0, "test")]
     assert torch.allclose(pixels(processor, images), processor(images=images, return_tensors="pt").pixel_values,
                           atol=1e-6)
+
+
+def test_vilt_training_reads_which_patch_each_sampled_image_token_is():
+    """The per-patch targets of vilt's training line up with ViLT's randomly sampled image tokens."""
+    from vlsteps.cards.vilt import _recording_patch_index
+    config = tf.ViltConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=96, patch_size=32, max_image_length=5, vocab_size=30)
+    embeddings = tf.ViltModel(config).embeddings
+    torch.nn.init.zeros_(embeddings.position_embeddings)
+    sampled = _recording_patch_index(embeddings)
+    images = torch.randn(2, 3, 96, 96)
+    tokens, _ = embeddings(torch.zeros(2, 4, dtype=torch.long), torch.ones(2, 4, dtype=torch.long),
+                           torch.zeros(2, 4, dtype=torch.long), images, torch.ones(2, 96, 96, dtype=torch.long),
+                           None, None)
+    patches = embeddings.patch_embeddings(images).flatten(2).transpose(1, 2)           # row-major, 3 x 3
+    index = sampled[-1][..., 0] * 3 + sampled[-1][..., 1]
+    image_type = embeddings.token_type_embeddings.weight[1]
+    assert len(set(index[0].tolist())) == 5 and index.shape == (2, 5)
+    assert torch.allclose(tokens[:, 4 + 1:] - image_type, patches.gather(1, index[..., None].expand(-1, -1, 16)),
+                          atol=1e-6)
+    del embeddings.visual_embed
+    assert "visual_embed" not in vars(embeddings)

@@ -11,8 +11,9 @@ its questions in "Question: ... Answer:", captions a scene given no prompt, and,
 after a bare question; InstructBLIP answers in its short-answer template and captions for `world.DESCRIBE`, with
 the instruction read by the Q-Former too. Every part is trained (the real ViT and LLM are frozen, pre-trained
 elsewhere; ours start random). instructblip-vicuna keeps random weights, its output layer made safe to decode.
-Both trainings are short (1,200 and 300 steps: what the shared CPU allowed) and miss the issue's 80 % goals; their
-records (vlsteps/standins/learned/*.json) hold the measured shares.
+blip2 trains 3,600 steps and instructblip 2,400 (17 and 11 minutes on one core); both still answer under the
+issue's 80 % (their records, vlsteps/standins/learned/*.json, hold the measured shares). instructblip learns at
+1e-3: at 2e-3 its Q-Former's output stopped depending on the image (answers 0.47 after 1,200 steps; 0.60 at 1e-3).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from .. import architectures, world
 from ..prompts import instruction_prompt, qa_prompt
 from .card import (TOKENIZER, VISION_TEXT, Card, Shape, WorldTraining, Workload, any_of, generate, random_ids,
                    random_pixels, vit_tokens)
-from .common import harden_lm_head, seeded
+from .common import harden_lm_head, patch_heads, patch_loss, seeded, sincos_positions
 
 IMAGE_SIZE, PATCH_SIZE, NUM_QUERY_TOKENS = 224, 14, 32      # as in the real checkpoints
 HIDDEN = 64
@@ -201,7 +202,8 @@ def _instructblip_example(scene, rng) -> tuple[str, str]:
 
 
 def _blip2_batch(processor, scenes, examples):
-    """Inputs and labels for OPT: the loss falls on the target and </s> only, never on the image or the prompt."""
+    """(scenes, inputs and labels) for OPT: the loss falls on the target and </s> only, never on the image or the
+    prompt; the captions without a prompt and the rest in two parts."""
     tok = processor.tokenizer
     groups = {}
     for scene, (prompt, target) in zip(scenes, examples):
@@ -216,7 +218,7 @@ def _blip2_batch(processor, scenes, examples):
             start = NUM_QUERY_TOKENS + (len(tok(p).input_ids) if p else 1)      # image, <s> and the prompt
             labels[i, :start] = -100
         labels[inputs.attention_mask == 0] = -100
-        batches.append(dict(inputs, labels=labels))
+        batches.append(([s for s, _, _ in rows], dict(inputs, labels=labels)))
     return batches
 
 
@@ -226,7 +228,7 @@ def _instructblip_batch(processor, scenes, examples):
                        padding=True, return_tensors="pt")
     labels = tok([t for _, t in examples], padding=True, return_tensors="pt").input_ids
     labels[labels == tok.pad_token_id] = -100
-    return [dict(inputs, labels=labels)]
+    return [(scenes, dict(inputs, labels=labels))]
 
 
 def _classes(card):
@@ -237,9 +239,11 @@ def _classes(card):
     return Blip2ForConditionalGeneration, Blip2Processor
 
 
-def train(card, folder, steps: int = 1200, batch: int = 32, lr: float = 2e-3) -> dict:
+def train(card, folder, steps: int = 3600, batch: int = 32, lr: float = 2e-3) -> dict:
     """Everything trained at once (the real ones keep the ViT and the LLM frozen: ours have learned nothing to
-    keep): cross-entropy on the targets, AdamW with a short warm-up and a cosine decay, fresh scenes every step."""
+    keep): cross-entropy on the targets, AdamW with a short warm-up and a cosine decay, fresh scenes every step.
+    As blip-vqa's, the vision tower starts from sine-cosine positions and also learns, through linear heads thrown
+    away after, what each patch shows (`world.patch_labels`)."""
     import math
 
     import numpy as np
@@ -250,7 +254,12 @@ def train(card, folder, steps: int = 1200, batch: int = 32, lr: float = 2e-3) ->
     example, make_batch = (_blip2_example, _blip2_batch) if blip2 else (_instructblip_example, _instructblip_batch)
     rng = np.random.default_rng(0)
     scenes = world.scenes(steps * batch, 0, "train")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    grid = IMAGE_SIZE // PATCH_SIZE
+    with torch.no_grad():
+        model.vision_model.embeddings.position_embedding[0, 1:] = sincos_positions(grid, HIDDEN)
+    heads = patch_heads(HIDDEN)
+    trained = torch.nn.ModuleList([model, heads])
+    optimizer = torch.optim.AdamW(trained.parameters(), lr=lr, weight_decay=0.01)
     warmup = max(1, steps // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
@@ -259,16 +268,20 @@ def train(card, folder, steps: int = 1200, batch: int = 32, lr: float = 2e-3) ->
         chunk = scenes[step * batch:(step + 1) * batch]
         parts = make_batch(processor, chunk, [example(s, rng) for s in chunk])
         optimizer.zero_grad()
-        loss = 0.0
-        for part in parts:      # BLIP-2: the captions without a prompt, and the rest
-            part_loss = model(**part).loss * part["labels"].shape[0] / len(chunk)
-            part_loss.backward()
-            loss += part_loss.item()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        loss = told = 0.0
+        for part_scenes, part in parts:      # BLIP-2: the captions without a prompt, and the rest
+            out = model(**part)
+            truth = torch.from_numpy(np.stack([world.patch_labels(s, grid, IMAGE_SIZE) for s in part_scenes]))
+            part_told = patch_loss(heads, out.vision_outputs.last_hidden_state[:, 1:], truth)
+            ((out.loss + part_told) * len(part_scenes) / len(chunk)).backward()
+            loss += out.loss.item() * len(part_scenes) / len(chunk)
+            told += part_told.item() * len(part_scenes) / len(chunk)
+        torch.nn.utils.clip_grad_norm_(trained.parameters(), 1.0)
         optimizer.step()
         schedule.step()
     model.save_pretrained(folder)
-    return {"steps": steps, "batch": batch, "scenes": len(scenes), "final_loss": round(loss, 4)}
+    return {"steps": steps, "batch": batch, "scenes": len(scenes), "final_loss": round(loss, 4),
+            "final_patch_loss": round(told, 4)}
 
 
 def _answers(model, processor, images, prompts, max_new_tokens: int = 16, batch: int = 50) -> list[str]:
@@ -336,14 +349,14 @@ CARDS = [
          workload=Workload("1 caption, 30 new tokens, greedy", answer), serve=serve, required=VISION_TEXT,
          training=WorldTraining('answers to questions in "Question: ... Answer:"; a caption with no prompt', train,
                                 measure, goals={"answers with the format": 0.8},
-                                floors={"answers with the format": 0.55, "empty without the format": 0.9})),
+                                floors={"answers with the format": 0.65, "empty without the format": 0.9})),
     Card("instructblip", "Salesforce/instructblip-flan-t5-xl", 16.0, "bfloat16", ("instructblip",),
          standin=standin("instructblip", "t5"), summary=summary,
          workload=Workload("1 answer, 30 new tokens, greedy", answer), required=INSTRUCTBLIP,
          training=WorldTraining("answers to short-answer questions, a caption for world.DESCRIBE; the Q-Former "
-                                "reads the instruction", partial(train, steps=300), measure,
+                                "reads the instruction", partial(train, steps=2400, lr=1e-3), measure,
                                 goals={"follows the instruction": 0.8},
-                                floors={"follows the instruction": 0.95, "answers": 0.45})),
+                                floors={"follows the instruction": 0.95, "answers": 0.57})),
     Card("instructblip-vicuna", "Salesforce/instructblip-vicuna-7b", 31.8, "4-bit", ("instructblip",),
          standin=standin("instructblip", "llama", learns=False), summary=summary,
          workload=Workload("1 answer, 30 new tokens, greedy", answer), optional=True, required=INSTRUCTBLIP),

@@ -1,5 +1,7 @@
-"""What several stand-in builders share: seeding, safe decoding, and sizes."""
+"""What several stand-in builders share: seeding, safe decoding, sizes, and what teaches a small tower layout."""
 from __future__ import annotations
+
+from .. import world
 
 # Tiny but structurally faithful: enough layers and heads for every code path, nothing more.
 TINY = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
@@ -32,6 +34,20 @@ def sincos_positions(grid: int, dim: int):
     def axis(p):
         return torch.cat([torch.sin(p.reshape(-1, 1) * omega), torch.cos(p.reshape(-1, 1) * omega)], 1)
     return torch.cat([axis(xs), axis(ys)], 1)
+
+
+def patch_heads(width: int):
+    """Linear heads, one per `world.PATCH_FIELDS` field, that read what a patch token shows: trained beside a VQA
+    stand-in and thrown away after, so the saved model keeps the real class's structure."""
+    import torch
+    return torch.nn.ModuleList(torch.nn.Linear(width, 1 + len(v)) for v in world.PATCH_FIELDS.values())
+
+
+def patch_loss(heads, tokens, truth):
+    """Summed cross-entropy of heads (`patch_heads`) on patch tokens (batch, patches, width) against truth
+    (batch, patches, fields), rows of `world.patch_labels` in the tokens' order."""
+    import torch.nn.functional as F
+    return sum(F.cross_entropy(head(tokens).flatten(0, 1), truth[..., j].flatten()) for j, head in enumerate(heads))
 
 
 def harden_lm_head(model, tok, logit_std: float = 10.0) -> int:
