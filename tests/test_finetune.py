@@ -80,7 +80,7 @@ def test_the_command_line_teaches_the_stand_in_the_new_colour(tmp_path, capsys):
     and the colours it knew stay about as right; then the adapter merges into a fresh base with the same answers."""
     from vlsteps.checkpoint import model_dir
     from vlsteps.finetune.merge import merge
-    result = cli.main(["--steps", "100", "--qformer", "--out", str(tmp_path)])
+    result = cli.main(["--steps", "150", "--qformer", "--out", str(tmp_path)])
     before, after = result["before"], result["after"]
     assert before["new colour named"] == 0.0
     assert after["new colour named"] >= 0.75
