@@ -12,9 +12,7 @@ from tools import learn
 from vlsteps import registry, standins
 from vlsteps.standins import learned
 
-# Cards whose trainer exists but has not reached anything worth committing yet, and why.
-NOT_LEARNED_YET = {"kosmos-2": "grounding: the best run boxed 4 % of shapes (issue 19)"}
-TRAINED = [card for card in registry.CARDS.values() if card.training and card.key not in NOT_LEARNED_YET]
+TRAINED = [card for card in registry.CARDS.values() if card.training]
 # All committed weights together (the issue's budget for committing them rather than training on first use).
 MAX_LEARNED_BYTES = 30_000_000
 
@@ -26,12 +24,6 @@ def test_every_trained_card_ships_its_weights_and_record():
         assert rec is not None, f"{card.key}: no committed weights; run python -m tools.learn {card.key}"
         assert set(card.training.floors) <= set(rec["scores"]), card.key
         assert rec["train_seconds"] > 0 and rec["steps"] > 0, card.key
-
-
-def test_a_card_not_learned_yet_ships_no_weights_and_stays_random(tmp_path):
-    for key in NOT_LEARNED_YET:
-        assert learned.record(key) is None and not learned.weights_path(key).exists(), key
-        assert not standins.is_learned(standins.build(registry.get(key), tmp_path)), key
 
 
 def test_the_committed_weights_fit_in_their_budget():

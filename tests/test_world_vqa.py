@@ -87,3 +87,21 @@ def test_vilt_training_reads_which_patch_each_sampled_image_token_is():
                           atol=1e-6)
     del embeddings.visual_embed
     assert "visual_embed" not in vars(embeddings)
+
+
+def test_qwen_training_reads_which_patch_each_visual_token_holds():
+    """qwen-vl's per-patch targets are put in the processor's order of patches (2 x 2 blocks, each one visual
+    token), not row-major: each patch of a scene-sized image is painted its own row-major index and read back."""
+    from PIL import Image
+
+    from vlsteps.cards.qwen_vl import BLOCK_ORDER, CHAT_SIZE, PREPROCESSOR_CONFIG, SCENE
+    processor = tf.Qwen2VLImageProcessor(**{k: v for k, v in PREPROCESSOR_CONFIG.items()
+                                            if k not in ("image_processor_type", "processor_class")})
+    grid = SCENE // 14
+    painted = np.zeros((SCENE, SCENE, 3), np.uint8)
+    for i in range(grid * grid):
+        painted[i // grid * 14:(i // grid + 1) * 14, i % grid * 14:(i % grid + 1) * 14] = 3 * i
+    x = processor(images=[Image.fromarray(painted)], size=dict(CHAT_SIZE), return_tensors="pt")
+    assert x.image_grid_thw.tolist() == [[1, grid, grid]]
+    red = x.pixel_values[:, :2 * 14 * 14].mean(1) * processor.image_std[0] + processor.image_mean[0]
+    assert (red * 255 / 3).round().long().tolist() == BLOCK_ORDER

@@ -14,7 +14,7 @@ from __future__ import annotations
 from .. import architectures, world
 from . import captions
 from .card import VISION_TEXT, Card, Shape, WorldTraining, Workload, generate, random_ids, random_pixels, vit_tokens
-from .common import TINY, harden_lm_head, patch_heads, patch_loss, pixels, seeded, sincos_positions
+from .common import TINY, harden_lm_head, patch_heads, patch_loss, patch_truth, pixels, seeded, sincos_positions
 
 IMAGE_SIZE, PATCH_SIZE = 384, 16
 STANDIN_PATCH = 32      # every BLIP stand-in: 145 image tokens, 4x cheaper to train on a CPU than 577
@@ -97,7 +97,7 @@ def train_vqa(card, folder, steps: int = 4800, scenes_per_step: int = 12, per_sc
         batch = scenes[step * scenes_per_step:(step + 1) * scenes_per_step]
         asked = world.ask(batch, rng, per_scene)
         image = model.vision_model(pixels(processor.image_processor, [world.draw(s, IMAGE_SIZE) for s in batch]))
-        truth = torch.from_numpy(np.stack([world.patch_labels(s, grid, IMAGE_SIZE) for s in batch]))
+        truth = patch_truth(batch, grid, IMAGE_SIZE)
         told = patch_loss(heads, image.last_hidden_state[:, 1:], truth)
         image = image.last_hidden_state[torch.tensor([i for i, _ in asked])]
         question = processor.tokenizer([qa.question for _, qa in asked], padding=True, return_tensors="pt")

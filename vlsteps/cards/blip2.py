@@ -23,7 +23,7 @@ from .. import architectures, world
 from ..prompts import instruction_prompt, qa_prompt
 from .card import (TOKENIZER, VISION_TEXT, Card, Shape, WorldTraining, Workload, any_of, generate, random_ids,
                    random_pixels, vit_tokens)
-from .common import harden_lm_head, patch_heads, patch_loss, seeded, sincos_positions
+from .common import harden_lm_head, patch_heads, patch_loss, patch_truth, seeded, sincos_positions
 
 IMAGE_SIZE, PATCH_SIZE, NUM_QUERY_TOKENS = 224, 14, 32      # as in the real checkpoints
 HIDDEN = 64
@@ -271,7 +271,7 @@ def train(card, folder, steps: int = 3600, batch: int = 32, lr: float = 2e-3) ->
         loss = told = 0.0
         for part_scenes, part in parts:      # BLIP-2: the captions without a prompt, and the rest
             out = model(**part)
-            truth = torch.from_numpy(np.stack([world.patch_labels(s, grid, IMAGE_SIZE) for s in part_scenes]))
+            truth = patch_truth(part_scenes, grid, IMAGE_SIZE)
             part_told = patch_loss(heads, out.vision_outputs.last_hidden_state[:, 1:], truth)
             ((out.loss + part_told) * len(part_scenes) / len(chunk)).backward()
             loss += out.loss.item() * len(part_scenes) / len(chunk)

@@ -43,9 +43,16 @@ def patch_heads(width: int):
     return torch.nn.ModuleList(torch.nn.Linear(width, 1 + len(v)) for v in world.PATCH_FIELDS.values())
 
 
+def patch_truth(scenes, grid: int, size: int):
+    """`world.patch_labels` of each scene drawn at size px, cut grid x grid: a (scenes, grid * grid, fields) tensor."""
+    import numpy as np
+    import torch
+    return torch.from_numpy(np.stack([world.patch_labels(s, grid, size) for s in scenes]))
+
+
 def patch_loss(heads, tokens, truth):
     """Summed cross-entropy of heads (`patch_heads`) on patch tokens (batch, patches, width) against truth
-    (batch, patches, fields), rows of `world.patch_labels` in the tokens' order."""
+    (batch, patches, fields), `patch_truth` in the tokens' order."""
     import torch.nn.functional as F
     return sum(F.cross_entropy(head(tokens).flatten(0, 1), truth[..., j].flatten()) for j, head in enumerate(heads))
 

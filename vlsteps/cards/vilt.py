@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .. import architectures, world
 from .card import VISION_TEXT, Card, Shape, WorldTraining, Workload, random_ids, random_pixels
-from .common import patch_heads, patch_loss, pixels, seeded, sincos_positions
+from .common import patch_heads, patch_loss, patch_truth, pixels, seeded, sincos_positions
 
 MAX_TEXT = 40   # real: tokenizer model_max_length == max_position_embeddings == 40
 IMAGE_SIZE = 384
@@ -64,7 +64,7 @@ def train(card, folder, steps: int = 6000, scenes_per_step: int = 16, per_scene:
         labels[range(len(asked)), [model.config.label2id[qa.answer] for _, qa in asked]] = 1
         index = torch.tensor([i for i, _ in asked])
         out = model(**text, pixel_values=images[index], labels=labels, output_hidden_states=True)
-        truth = torch.from_numpy(np.stack([world.patch_labels(s, grid, IMAGE_SIZE) for s in batch]))[index]
+        truth = patch_truth(batch, grid, IMAGE_SIZE)[index]
         row_col = sampled[-1]                                   # (questions, patches, 2), the tokens' order
         truth = truth.gather(1, (row_col[..., 0] * grid + row_col[..., 1])[..., None].expand(-1, -1, truth.shape[-1]))
         told = patch_loss(heads, out.hidden_states[-1][:, text.input_ids.shape[1] + 1:], truth)
