@@ -29,6 +29,18 @@ def test_a_wrong_caption_gets_exactly_one_detail_wrong():
         assert differ == 1 or wrong["things"] == right["things"][::-1]      # a detail, or the relation turned
 
 
+def test_left_first_names_the_left_or_upper_shape_first_in_a_caption_of_the_scene():
+    for scene in world.scenes(100, 0, "train", count=2):
+        things, relation = world.left_first(list(scene.things), scene.relation)
+        caption = f"{things[0].words} {relation} {things[1].words}"
+        assert caption in scene.captions and relation in ("left of", "above")
+        first = world.boxes(scene)[scene.things.index(things[0])]
+        other = world.boxes(scene)[1 - scene.things.index(things[0])] if things[0] != things[1] else None
+        if other is not None:      # its centre is left of (or above) the other's
+            axis = 0 if relation == "left of" else 1
+            assert first[axis] + first[axis + 2] < other[axis] + other[axis + 2]
+
+
 def test_patch_labels_say_what_each_patch_centre_shows_and_where_its_shape_stands():
     grid, size = 12, 384
     centres = ((np.arange(grid) + 0.5) * size / grid).astype(int)

@@ -228,9 +228,16 @@ def parse(caption: str) -> dict | None:
             return None
     if len(things) == 0 or (len(things) == 2) != (relation is not None):
         return None
-    if relation in ("right of", "below"):
-        things, relation = things[::-1], RELATIONS[relation]
+    things, relation = left_first(things, relation)
     return {"count": len(things), "things": things, "relation": relation}
+
+
+def left_first(things: list, relation: str | None) -> tuple[list, str | None]:
+    """Two things (or anything in their order) and their relation said from the left or upper one: "B right of
+    A" becomes "A left of B". One way to name a two-shape scene, where its captions say it from either side."""
+    if relation in ("right of", "below"):
+        return things[::-1], RELATIONS[relation]
+    return things, relation
 
 
 def truth(scene: Scene) -> dict:

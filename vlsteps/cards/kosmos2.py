@@ -54,10 +54,9 @@ def build(spec, out):
 def grounded_text(scene) -> tuple[str, list[tuple[float, ...]]]:
     """The prompt and the caption the stand-in learns to write, each shape a phrase, and the phrases' boxes (0..1 of
     the image) for the processor to write as patch-index tokens: "<grounding>An image of<phrase> a small red
-    circle</phrase> left of...". Two shapes are named left to right or top to bottom, as `world.parse` reads a
-    caption: in the scene's own order the first phrase could be either shape, and which box follows it a guess."""
-    order = [1, 0] if scene.relation in ("right of", "below") else list(range(len(scene.things)))
-    relation = world.RELATIONS[scene.relation] if order == [1, 0] else scene.relation
+    circle</phrase> left of...". Two shapes are named left to right or top to bottom, as `world.left_first` says a
+    scene: in the scene's own order the first phrase could be either shape, and which box follows it a guess."""
+    order, relation = world.left_first(list(range(len(scene.things))), scene.relation)
     phrases = [f"<phrase> {scene.things[i].words}</phrase>" for i in order]
     boxes = world.boxes(scene, 224)
     return (PROMPT + (f" {relation}".join(phrases) if relation else phrases[0]),
