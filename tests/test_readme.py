@@ -39,3 +39,9 @@ def test_the_readme_types_no_test_counts():
     """A count of tests typed into the README is stale once a test is added: it says what passed, and when."""
     text = readme.README.read_text(encoding="utf-8")
     assert not re.findall(r"\b\d+ (?:passed|failed|tests\b)", text), "drop the counts: say what passed, and the date"
+
+
+def test_a_score_under_its_goal_never_reads_as_reaching_it():
+    assert readme._score(0.7975, 0.8) == "0.7975"       # two decimals would say 0.80, the goal
+    assert readme._score(0.8271, 0.85) == "0.83" and readme._score(0.8, 0.8) == "0.80"
+    assert readme._score(0.3346, "< 0.99") == "0.33"

@@ -49,6 +49,14 @@ def _goal(goal) -> str:
     return "" if goal is None else f" (goal {goal})" if isinstance(goal, str) else f" (goal ≥ {goal:.2f})"
 
 
+def _score(value: float, goal) -> str:
+    """Two decimals, or four where two would round a score across its goal (0.7975 is not "0.80 (goal >= 0.80)")."""
+    text = f"{value:.2f}"
+    if isinstance(goal, (int, float)) and (float(text) >= goal) != (value >= goal):
+        text = f"{value:.4f}"
+    return text
+
+
 def offline_table() -> str:
     """One row per registry key: what its stand-in learned, its scores on held-out scenes, its training run."""
     rows = ["| model | what its stand-in learned | scores on held-out scenes (measured; goal) | training (measured) |",
@@ -58,7 +66,7 @@ def offline_table() -> str:
         if rec is None:
             rows.append(f"| `{key}` | nothing yet: random weights | - | - |")
             continue
-        scores = "; ".join(f"{name} {value:.2f}" + _goal(rec["goals"].get(name))
+        scores = "; ".join(f"{name} {_score(value, rec['goals'].get(name))}" + _goal(rec["goals"].get(name))
                            for name, value in rec["scores"].items())
         cpu = f"{rec['cpu_seconds']:.0f} CPU-seconds, " if "cpu_seconds" in rec else ""
         rows.append(f"| `{key}` | {rec['learned']} | {scores} | {rec['steps']:,} steps on 1 thread: {cpu}"

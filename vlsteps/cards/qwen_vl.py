@@ -10,8 +10,9 @@ head_dim like the real [16, 24, 24] of 128 (here [4, 6, 6] of 32).
 
 It learned the procedural world (`vlsteps.world`), through the real chat template: one- and two-turn chats
 about a scene (one-word answers), grounding in the real answer format (a fenced JSON list of `bbox_2d` in
-pixels of the resized input) and captions. For that it is wider than a structural copy needs (text 128,
-vision 64) and its text RoPE base is 10, not 1e6 (ROPE_THETA says why). Scenes are drawn at SCENE px.
+pixels of the resized input) and captions. For that it is larger than a structural copy needs (text 128 wide
+and 4 layers deep, vision 64 wide: 2 text layers trained 3,600 steps answered 0.705 and boxed 0.53, against 0.80
+and 0.79 now) and its text RoPE base is 10, not 1e6 (ROPE_THETA says why). Scenes are drawn at SCENE px.
 """
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ def build(spec, out):
     tok = qwen_tokenizer()
     ids = {t: tok.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>", "<|image_pad|>",
                                                      "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")}
-    text = dict(vocab_size=len(tok), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+    text = dict(vocab_size=len(tok), hidden_size=128, intermediate_size=256, num_hidden_layers=4,
                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32768, rms_norm_eps=1e-6,
                 rope_parameters={"rope_type": "default", "rope_theta": ROPE_THETA, "mrope_section": [4, 6, 6]},
                 bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=None)
@@ -166,7 +167,7 @@ BLOCK_ORDER = [(2 * (b // (_GRID // 2)) + s // 2) * _GRID + 2 * (b % (_GRID // 2
                for b in range(_GRID * _GRID // 4) for s in range(4)]
 
 
-def train(card, folder, steps: int = 3600, batch: int = 32, lr: float = 1e-3) -> dict:
+def train(card, folder, steps: int = 6000, batch: int = 32, lr: float = 1e-3) -> dict:
     """Chat and grounding on fresh world scenes every step: next-token loss on the assistant's turns, AdamW with
     warm-up and cosine decay. Beside it, heads on each visual token (thrown away after) learn what each of its
     four patches shows (`world.patch_labels`): the visual tokens then know what is where. The rate is 1e-3: at
@@ -305,5 +306,5 @@ CARDS = [
          serve=serve, required=VISION_TEXT,
          training=WorldTraining("chat answers to world questions (two turns) and grounding: a JSON box per shape",
                                 train, measure, goals={"chat answers": 0.8, "boxes IoU>=0.5": 0.7},
-                                floors={"chat answers": 0.67, "boxes IoU>=0.5": 0.49})),
+                                floors={"chat answers": 0.76, "boxes IoU>=0.5": 0.75})),
 ]

@@ -31,7 +31,7 @@ def build(spec, out):
     ViltProcessor(image_processor=image_processor, tokenizer=tok).save_pretrained(out)
 
 
-def train(card, folder, steps: int = 6000, scenes_per_step: int = 16, per_scene: int = 2, patches: int = 72,
+def train(card, folder, steps: int = 12000, scenes_per_step: int = 16, per_scene: int = 2, patches: int = 72,
           lr: float = 2e-3) -> dict:
     """Answer world questions: the model's own loss (binary cross-entropy on one-hot targets, as VQA v2's soft
     scores), AdamW with a linear decay, fresh iid scenes every step. Each question sees a random half of the 144
@@ -134,5 +134,5 @@ CARDS = [
          workload=Workload("answer 1 question (384x512 image)", answer), revision="refs/pr/9", required=VISION_TEXT,
          training=WorldTraining("answers to questions about a scene (18 answers: colour, shape, size, count, "
                                 "where, yes/no)", train, measure, goals={"accuracy": 0.85},
-                                floors={"accuracy": 0.72})),
+                                floors={"accuracy": 0.79})),
 ]
