@@ -11,7 +11,7 @@ head_dim like the real [16, 24, 24] of 128 (here [4, 6, 6] of 32).
 It learned the procedural world (`vlsteps.world`), through the real chat template: one- and two-turn chats
 about a scene (one-word answers), grounding in the real answer format (a fenced JSON list of `bbox_2d` in
 pixels of the resized input) and captions. For that it is larger than a structural copy needs (text 128 wide
-and 4 layers deep, vision 64 wide: 2 text layers trained 3,600 steps answered 0.705 and boxed 0.53, against 0.80
+and 4 layers deep, vision 64 wide: 2 text layers trained 3,600 steps answered 0.705 and boxed 0.53, against 0.7975
 and 0.79 now) and its text RoPE base is 10, not 1e6 (ROPE_THETA says why). Scenes are drawn at SCENE px.
 """
 from __future__ import annotations
