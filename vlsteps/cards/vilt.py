@@ -4,7 +4,9 @@ Its stand-in has the real image size (384), patch size (32) and 40-token text li
 notebook prints has the real checkpoint's layout. It learned the procedural world (`vlsteps.world`): its head has
 the world's 18 answers (`world.ANSWERS`) where the real one has 3,129 VQA v2 answers, its vocabulary is the tiny
 WordPiece's (the real bert-base-uncased has 30,522 rows no world text reaches), and its transformer is 64 wide and
-3 layers deep (more than the other stand-ins: a question is about two shapes and where they stand)."""
+3 layers deep (more than the other stand-ins: a question is about two shapes and where they stand). It answers 0.74
+of held-out questions after 3,000 steps, 0.76 after 6,000, 0.83 after 12,000 and 0.91 after the 18,000 it trains
+(51 minutes on one core), where and relation questions the last to come."""
 from __future__ import annotations
 
 from .. import architectures, world
@@ -31,7 +33,7 @@ def build(spec, out):
     ViltProcessor(image_processor=image_processor, tokenizer=tok).save_pretrained(out)
 
 
-def train(card, folder, steps: int = 12000, scenes_per_step: int = 16, per_scene: int = 2, patches: int = 72,
+def train(card, folder, steps: int = 18000, scenes_per_step: int = 16, per_scene: int = 2, patches: int = 72,
           lr: float = 2e-3) -> dict:
     """Answer world questions: the model's own loss (binary cross-entropy on one-hot targets, as VQA v2's soft
     scores), AdamW with a linear decay, fresh iid scenes every step. Each question sees a random half of the 144
@@ -134,5 +136,5 @@ CARDS = [
          workload=Workload("answer 1 question (384x512 image)", answer), revision="refs/pr/9", required=VISION_TEXT,
          training=WorldTraining("answers to questions about a scene (18 answers: colour, shape, size, count, "
                                 "where, yes/no)", train, measure, goals={"accuracy": 0.85},
-                                floors={"accuracy": 0.79})),
+                                floors={"accuracy": 0.87})),
 ]
