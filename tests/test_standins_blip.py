@@ -1,6 +1,8 @@
 """Stand-ins for the ViLT/BLIP notebooks: rebuilt byte for byte, loadable with the real classes, and shaped
 like the real checkpoints where the notebooks teach from the shapes; generated text is never empty."""
 import hashlib
+import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -8,6 +10,7 @@ import transformers as tf
 from PIL import Image
 
 from vlsteps import registry, world
+from vlsteps.cards import kosmos2
 from vlsteps.standins import build
 
 KEYS = ["vilt", "blip-caption", "blip-vqa", "blip-itm", "vit-gpt2", "kosmos-2"]
@@ -117,3 +120,27 @@ def test_kosmos2_processor_and_model_agree_and_grounding_never_crashes(built):
     caption, entities = processor.post_process_generation(text)
     assert caption.startswith("An image of") and len(caption) > len("An image of")
     assert isinstance(entities, list)
+
+
+def test_kosmos2_image_queries_read_every_image_token_where_transformers_marks_them_causal(built):
+    """transformers 5.20 to 5.22 (5.20.2 is Python 3.10's last) flag the image-to-text projection's attention
+    causal; under SDPA its queries then read only the first 64 of their keys, and two-shape boxes fell from 1.00 to
+    0.70. Loaded as the card and blip.ipynb load it, the flag changes nothing."""
+    model = tf.Kosmos2ForConditionalGeneration.from_pretrained(
+        built["kosmos-2"], attn_implementation=kosmos2.ATTENTION).eval()
+    projection = model.image_to_text_projection
+    tokens = (224 // kosmos2.PATCH) ** 2 + 1   # the patches and the class token
+    features = torch.randn(1, tokens, kosmos2.WIDTH, generator=torch.Generator().manual_seed(0))
+    later = features.clone()
+    later[:, -1] += 1.0
+    with torch.no_grad():
+        right, _ = projection(features)
+        projection.x_attn.is_causal = True   # as transformers 5.20 to 5.22 set it
+        flagged, _ = projection(features)
+        moved, _ = projection(later)
+    assert torch.allclose(flagged, right)
+    assert not torch.allclose(moved, right)   # the queries read the last image token
+    cells = json.loads((Path(__file__).parents[1] / "notebooks" / "blip.ipynb").read_text())["cells"]
+    load = next("".join(c["source"]) for c in cells if "Kosmos2ForConditionalGeneration.from_pretrained" in
+                "".join(c["source"]))
+    assert f'attn_implementation="{kosmos2.ATTENTION}"' in load

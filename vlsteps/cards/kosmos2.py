@@ -25,6 +25,10 @@ from .common import harden_lm_head, patch_heads, patch_loss, patch_truth, seeded
 LATENT_QUERIES = 64   # == the image positions Kosmos2Processor reserves; if they differ the image is misplaced
 PROMPT = "<grounding>An image of"   # the served caption continues it, as blip.ipynb's does
 PATCH, WIDTH = 28, 64
+# Eager attention, as blip.ipynb loads it: transformers 5.20 to 5.22 (5.20.2 is the last for Python 3.10) mark the
+# image-to-text projection's attention causal, and under SDPA its 64 queries then see only the first 64 of the
+# tokens they should read (the boxes of two-shape scenes fell from 1.00 to 0.70). Eager has no such flag.
+ATTENTION = "eager"
 
 
 def build(spec, out):
@@ -114,7 +118,7 @@ def train(card, folder, steps: int = 16000, batch: int = 16, one_shape: float = 
     it, heads on the image tokens the language model reads (thrown away after) learn what each patch shows."""
     import torch
     from transformers import Kosmos2ForConditionalGeneration, Kosmos2Processor
-    model = Kosmos2ForConditionalGeneration.from_pretrained(folder)
+    model = Kosmos2ForConditionalGeneration.from_pretrained(folder, attn_implementation=ATTENTION)
     processor = Kosmos2Processor.from_pretrained(folder)
     tok = processor.tokenizer
     with torch.no_grad():   # the built stand-in's output rows were rescaled for safe random decoding: start afresh
@@ -167,7 +171,7 @@ def measure(card, folder, n: int = 200) -> dict:
     """On held-out scenes of one or two shapes: the share of shapes whose phrase gets a box with IoU >= 0.5 to
     the truth (`world.boxes`), and of captions that are right word for word."""
     from transformers import Kosmos2ForConditionalGeneration, Kosmos2Processor
-    model = Kosmos2ForConditionalGeneration.from_pretrained(folder).eval()
+    model = Kosmos2ForConditionalGeneration.from_pretrained(folder, attn_implementation=ATTENTION).eval()
     processor = Kosmos2Processor.from_pretrained(folder)
     scenes = world.scenes(n, 0, "test", held_out=False)
     images = [world.draw(s, 224) for s in scenes]
@@ -202,7 +206,8 @@ def caption(card, models, device, dtype, g) -> int:
 def serve(path, dtype, device) -> dict:
     import transformers as t
     processor = t.Kosmos2Processor.from_pretrained(path)
-    model = t.Kosmos2ForConditionalGeneration.from_pretrained(path, dtype=dtype).to(device)
+    model = t.Kosmos2ForConditionalGeneration.from_pretrained(path, dtype=dtype,
+                                                            attn_implementation=ATTENTION).to(device)
 
     def prepare(image, prompt):
         x = processor(text=PROMPT, images=image, return_tensors="pt")
